@@ -1,0 +1,116 @@
+"""The interface every tokenizer shares, and the vocabulary it maps tokens through.
+
+A tokenizer turns text into tokens (`tokenize`), tokens into ids (`encode`) and back (`decode`). It is
+trained on texts, saved as a directory holding a Hugging Face `tokenizer.json` (so the ecosystem can read
+it) plus `tokenizer_config.json` naming the nlplab algorithm and its options, and loaded from one.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nlplab.errors import TokenizerError
+from nlplab.io import atomic_write_text
+
+PAD, UNK = "[PAD]", "[UNK]"
+CONFIG_FILE, HF_FILE = "tokenizer_config.json", "tokenizer.json"
+
+
+def vocab_from_counts(counts: Counter[str], specials: Sequence[str], vocab_size: int | None, min_freq: int) -> dict[str, int]:
+    """Specials first (ids 0..k-1), then tokens by falling count (ties by first appearance), keeping those
+    seen at least `min_freq` times, until `vocab_size` entries (None = no limit)."""
+    if vocab_size is not None and vocab_size <= len(specials):
+        raise TokenizerError(f"vocab size {vocab_size} leaves no room beyond the {len(specials)} special tokens; use a larger --vocab-size")
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for tok, n in counts.most_common():
+        if n < min_freq or (vocab_size is not None and len(vocab) >= vocab_size):
+            break
+        vocab.setdefault(tok, len(vocab))
+    return vocab
+
+
+class Tokenizer(ABC):
+    """text -> tokens -> ids, and back. Subclasses set `algo` and implement `train`, `tokenize`, `decode`."""
+
+    algo: ClassVar[str]
+
+    def __init__(self, vocab: dict[str, int] | None = None, special_tokens: Sequence[str] = (PAD, UNK)) -> None:
+        self.special_tokens = list(special_tokens)
+        self.vocab: dict[str, int] = dict(vocab) if vocab is not None else {t: i for i, t in enumerate(self.special_tokens)}
+        self.id_to_token = {i: t for t, i in self.vocab.items()}
+
+    def _set_vocab(self, vocab: dict[str, int]) -> None:
+        self.vocab = vocab
+        self.id_to_token = {i: t for t, i in vocab.items()}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab.get(PAD, 0)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.vocab.get(UNK)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.vocab.get(token, self.unk_id)
+
+    @abstractmethod
+    def train(self, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1, progress: bool = False) -> Tokenizer:
+        """Learn the vocabulary (and merges, for subword algorithms) from `texts`; returns self."""
+
+    @abstractmethod
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of `text`, as strings."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of `ids`, special tokens left out."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; out-of-vocabulary tokens map to [UNK] (dropped if there is none)."""
+        ids = (self.token_to_id(t) for t in self.tokenize(text))
+        return [i for i in ids if i is not None]
+
+    def options(self) -> dict[str, Any]:
+        """Constructor options beyond the vocabulary, stored in tokenizer_config.json."""
+        return {}
+
+    @abstractmethod
+    def to_hf_json(self) -> str:
+        """This tokenizer as a Hugging Face tokenizer.json string."""
+
+    @classmethod
+    @abstractmethod
+    def from_hf_json(cls, data: dict[str, Any], options: dict[str, Any]) -> Tokenizer:
+        """Rebuild from a parsed tokenizer.json (and the options of tokenizer_config.json, if any)."""
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `tokenizer.json` (Hugging Face format) and `tokenizer_config.json` into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / HF_FILE, self.to_hf_json())
+        config = {"nlplab_algo": self.algo, "special_tokens": self.special_tokens, **self.options()}
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, ensure_ascii=False, indent=2))
+        return directory
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Parse a JSON object from `path`, or raise TokenizerError saying why it cannot be used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TokenizerError(f"{path}: not found; pass a directory written by `nlplab tokenizer train` or a Hugging Face tokenizer") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TokenizerError(f"{path}: not a valid JSON file ({e}); the tokenizer file is corrupted, train or download it again") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
