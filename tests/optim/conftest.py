@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import pytest
 import torch
@@ -30,15 +30,6 @@ def _trajectory(make_optimizer: MakeOptimizer, steps: int = 100, penalty: Penalt
         optimizer.step()
         snapshots.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())
     return torch.stack(snapshots)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine run many times faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

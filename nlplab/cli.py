@@ -1,0 +1,171 @@
+"""The `nlplab` command: parses arguments and calls the library. Errors a user can fix print one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nlplab.errors import NlplabError
+from nlplab.train.config import TrainConfig
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+def _flag_type(field_type: str):
+    if "list" in field_type:
+        return lambda s: [int(v) for v in s.split(",")]
+    for name, parse in (("int", int), ("float", float)):
+        if field_type.startswith(name):
+            return parse
+    return str
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("--config", help="YAML recipe; flags override its keys")
+    p.add_argument("--out", required=True, help="run directory to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for name, field in TrainConfig.fields().items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(str(field.type)), default=None,
+                       help=f"(default: {field.default if field.default is not field.default_factory else field.default_factory()})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from nlplab.train.config import load_config
+    from nlplab.train.trainer import train
+
+    overrides = {name: getattr(args, name) for name in TrainConfig.fields()}
+    config_path = args.config
+    if args.resume and config_path is None and (Path(args.out) / "config.yaml").is_file():
+        config_path = Path(args.out) / "config.yaml"
+    cfg = load_config(config_path, overrides)
+    metrics = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
+    test = metrics["test"]
+    print(f"best epoch {metrics['best_epoch']} | test accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}"
+          + (f" ROC-AUC {test['roc_auc']:.4f}" if "roc_auc" in test else "") + f" | run: {args.out}")
+    print(json.dumps({k: test[k] for k in ("accuracy", "macro_f1", "roc_auc") if k in test}))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from nlplab.data import load_dataset, read_labelled_tsv
+    from nlplab.train.trainer import Run
+
+    run = Run.load(args.run, args.device)
+    if args.data:
+        examples, source = read_labelled_tsv(args.data, run.labels), args.data
+    else:
+        examples, source = load_dataset(run.cfg.data, run.cfg.dev).test, f"{run.cfg.data} (test split)"
+    rep = run.evaluate(examples, source)
+    print(f"data: {source}  examples: {len(examples)}")
+    print(f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for label, row in rep["per_class"].items():
+        print(f"{label:<12}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
+    print("confusion matrix (rows = true):", rep["confusion_matrix"])
+    print(json.dumps({k: rep[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc", "loss") if k in rep}))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from nlplab.data import read_lines
+    from nlplab.errors import ConfigError
+    from nlplab.train.trainer import Run
+
+    texts = list(args.texts) + ([line for line in read_lines(args.input) if line.strip()] if args.input else [])
+    if not texts:
+        raise ConfigError("nothing to predict: give texts as arguments or --input FILE")
+    run = Run.load(args.run, args.device)
+    probs = run.probabilities(texts)
+    for text, p in zip(texts, probs):
+        best = int(p.argmax())
+        print(f"{run.labels[best]}\t{p[best]:.4f}\t{text}")
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from nlplab.data import read_lines
+    from nlplab.text import build_tokenizer
+
+    texts = [line for path in args.input for line in read_lines(path) if line.strip()]
+    tok = build_tokenizer(args.algo).train(texts, vocab_size=args.vocab_size, min_freq=args.min_freq, progress=True)
+    tok.save(args.out)
+    merges = getattr(tok, "merges", [])
+    if merges:
+        print("first merges:", ", ".join(f"{a} + {b}" for a, b in merges[:10]))
+    print(f"{tok.algo} tokenizer, vocab size {tok.vocab_size}, saved to {args.out}")
+
+
+def cmd_tokenizer_encode(args: argparse.Namespace) -> None:
+    from nlplab.text import load_tokenizer
+
+    tok = load_tokenizer(args.dir)
+    rows = [{"tokens": tok.tokenize(text), "ids": tok.encode(text)} for text in args.texts]
+    for text, row in zip(args.texts, rows):
+        print(text)
+        print("  tokens:", " ".join(row["tokens"]))
+        print("  ids:   ", " ".join(map(str, row["ids"])))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from nlplab.data import DATASETS, load_dataset
+
+    for name in DATASETS:
+        try:
+            data = load_dataset(name)
+            print(f"{name:<20} train {len(data.train):>6}  dev {len(data.dev):>5}  test {len(data.test):>5}  labels {', '.join(data.labels)}")
+        except NlplabError as e:
+            print(f"{name:<20} unavailable: {e}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlplab", description="NLP from the study notes: train, evaluate, predict, tokenize.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    p = sub.add_parser("eval", help="evaluate a run; last line is a JSON object of metrics")
+    p.add_argument("run")
+    p.add_argument("--data", help="label<TAB>text file (default: the test split of the run's data set)")
+    p.add_argument("--device", default="auto")
+    p = sub.add_parser("predict", help="label and probability for each text")
+    p.add_argument("run")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--input", help="file with one text per line")
+    p.add_argument("--device", default="auto")
+    sub.add_parser("data", help="list the named data sets and whether they are available")
+    tok = sub.add_parser("tokenizer", help="train or use a tokenizer").add_subparsers(dest="tokenizer_command", required=True)
+    p = tok.add_parser("train", help="train a tokenizer on text files (one text per line)")
+    p.add_argument("--algo", required=True, help="bpe | bytebpe | wordpiece | char | word")
+    p.add_argument("--vocab-size", type=int)
+    p.add_argument("--min-freq", type=int, default=1)
+    p.add_argument("--input", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p = tok.add_parser("encode", help="print tokens and ids of texts")
+    p.add_argument("dir")
+    p.add_argument("texts", nargs="+")
+    p.add_argument("--json", action="store_true", help="also print one JSON object per text as the last lines")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "data": cmd_data}
+TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = TOKENIZER_COMMANDS[args.tokenizer_command] if args.command == "tokenizer" else COMMANDS[args.command]
+    try:
+        command(args)
+    except NlplabError as e:
+        print(f"nlplab: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nlplab: interrupted; continue a training run with `nlplab train --out RUN --resume`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

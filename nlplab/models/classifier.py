@@ -1,0 +1,90 @@
+"""Text classification, assembled from `nlplab.nn`: embed the tokens, encode the sequence into one vector,
+project to class logits.
+
+    ids (B,T) ─Embedding─▶ (B,T,E) ─encoder─▶ (B,D) ─Dropout─Linear─▶ logits (B,C)
+
+Encoders: `bow` (masked mean of the embeddings, then a hidden layer), `textcnn` (convolutions of several
+widths, max over time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlplab.errors import ConfigError
+from nlplab.nn.activations import get_activation
+from nlplab.nn.cnn import TextCNN
+from nlplab.nn.layers import Dropout, Embedding, Linear
+from nlplab.nn.losses import cross_entropy
+from nlplab.nn.pooling import masked_max_pool, masked_mean_pool
+from nlplab.nn.rnn import GRU, LSTM, RNN
+
+RECURRENT = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+MODELS = ("bow", "textcnn", *RECURRENT)
+IMPLS = ("fused", "manual")
+
+
+@dataclass
+class ClassifierConfig:
+    """Shape of a classifier. `impl="fused"` uses torch kernels (cuDNN/MKL RNNs, conv, fused cross-entropy);
+    `"manual"` runs the hand-written versions of the same computation with the same parameters."""
+
+    model: str = "bow"
+    vocab_size: int = 0
+    num_classes: int = 2
+    embed_dim: int = 128
+    hidden_size: int = 128
+    layers: int = 1
+    dropout: float = 0.1
+    num_filters: int = 128
+    kernel_sizes: tuple[int, ...] = (2, 3, 4)
+    activation: str = "relu"
+    pad_id: int = 0
+    impl: str = "fused"
+
+
+class TextClassifier(nn.Module):
+    """forward(batch) -> (loss or None, logits (B, num_classes)); batch holds ids, mask, lengths[, labels]."""
+
+    def __init__(self, cfg: ClassifierConfig) -> None:
+        super().__init__()
+        if cfg.model not in MODELS:
+            raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
+        if cfg.impl not in IMPLS:
+            raise ConfigError(f"unknown impl {cfg.impl!r}; choose one of {', '.join(IMPLS)}")
+        self.cfg = cfg
+        self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        if cfg.model == "bow":
+            self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size), get_activation(cfg.activation))
+            out_dim = cfg.hidden_size
+        elif cfg.model == "textcnn":
+            self.encoder = TextCNN(cfg.embed_dim, cfg.num_filters, tuple(cfg.kernel_sizes), activation=cfg.activation, impl=cfg.impl)
+            out_dim = self.encoder.output_dim
+        else:
+            self.encoder = RECURRENT[cfg.model](cfg.embed_dim, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True,
+                                                dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
+            out_dim = 2 * cfg.hidden_size
+        self.dropout = Dropout(cfg.dropout)
+        self.head = Linear(out_dim, cfg.num_classes)
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B,T), mask (B,T) True on real tokens, lengths (B,) -> sentence vectors (B, D)."""
+        x = self.dropout(self.embedding(ids))
+        if self.cfg.model == "bow":
+            return self.encoder(masked_mean_pool(x, mask))
+        if self.cfg.model == "textcnn":
+            return self.encoder(x, mask)
+        outputs, _ = self.encoder(x, lengths)
+        return masked_max_pool(outputs, mask)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        logits = self.head(self.dropout(self.encode(batch["ids"], batch["mask"], batch["lengths"])))
+        labels = batch.get("labels")
+        if labels is None:
+            return None, logits
+        loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy
+        return loss_fn(logits.float(), labels), logits
