@@ -59,7 +59,7 @@ class TextClassifier(nn.Module):
         self.cfg = cfg
         self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
         if cfg.model == "bow":
-            self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size), get_activation(cfg.activation))
+            self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size), get_activation(cfg.activation, cfg.impl))
             out_dim = cfg.hidden_size
         elif cfg.model == "textcnn":
             self.encoder = TextCNN(cfg.embed_dim, cfg.num_filters, tuple(cfg.kernel_sizes), activation=cfg.activation, impl=cfg.impl)

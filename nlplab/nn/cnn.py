@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.errors import ConfigError
+from nlplab.nn.activations import get_activation
 from nlplab.nn.layers import check_impl
 from nlplab.nn.pooling import masked_max_pool
-
-_ACTIVATIONS = {
-    "relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": F.softplus, "leaky_relu": F.leaky_relu,
-    "elu": F.elu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu, "swish": F.silu,
-}
-
 
 def conv1d_unfold(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Valid 1-d convolution as one matmul over the sliding windows; x (B, T, E), weight (F, E, k), bias (F,)
@@ -34,7 +27,7 @@ class TextCNN(nn.Module):
     the result of a sequence does not depend on how much padding its batch has.
       impl="fused":  torch's conv1d.
       impl="manual": `conv1d_unfold`, the windows times the flattened kernels.
-    activation: relu (default), tanh, sigmoid, gelu, silu, ... applied through torch ops.
+    activation: any name of `nlplab.nn.activations` (relu by default), hand-written or fused as `impl` says.
     """
 
     def __init__(self, embed_dim: int, num_filters: int, kernel_sizes: tuple[int, ...] = (3, 4, 5),
@@ -43,9 +36,8 @@ class TextCNN(nn.Module):
         if num_filters < 1 or not kernel_sizes or min(kernel_sizes) < 1:
             raise ConfigError(f"TextCNN needs num_filters >= 1 and kernel sizes >= 1, "
                               f"got {num_filters} and {kernel_sizes}")
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"TextCNN activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.kernel_sizes, self.activation, self.impl = tuple(kernel_sizes), activation, check_impl(impl)
+        self.kernel_sizes, self.impl = tuple(kernel_sizes), check_impl(impl)
+        self.activation = get_activation(activation, impl)
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, num_filters, k) for k in self.kernel_sizes)
         self.output_dim = num_filters * len(self.kernel_sizes)
 
@@ -56,7 +48,6 @@ class TextCNN(nn.Module):
         x = torch.where(mask.bool().unsqueeze(-1), x, 0.0)
         x = F.pad(x, (0, 0, 0, max(0, max(self.kernel_sizes) - steps)))
         lengths = mask.sum(1, keepdim=True)
-        act = _ACTIVATIONS[self.activation]
         pooled = []
         for conv, k in zip(self.convs, self.kernel_sizes):
             if self.impl == "fused":
@@ -64,5 +55,5 @@ class TextCNN(nn.Module):
             else:
                 h = conv1d_unfold(x, conv.weight, conv.bias)
             inside = torch.arange(h.shape[1], device=x.device) <= (lengths - k).clamp(min=0)  # (B, T-k+1)
-            pooled.append(masked_max_pool(act(h), inside))
+            pooled.append(masked_max_pool(self.activation(h), inside))
         return torch.cat(pooled, dim=-1)

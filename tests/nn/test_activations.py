@@ -123,3 +123,11 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
         A.get_activation("rleu")
     with pytest.raises(ConfigError, match="tanh"):
         A.gelu(torch.zeros(2), approximate="fast")
+
+
+@pytest.mark.parametrize("name", sorted(A.ACTIVATIONS))
+def test_fused_and_manual_modules_agree(name):
+    torch.manual_seed(7)
+    x = torch.randn(4, 9, dtype=torch.float64) * 3
+    manual, fused = A.get_activation(name, "manual"), A.get_activation(name, "fused")
+    torch.testing.assert_close(manual(x), fused(x), atol=1e-10, rtol=1e-8)
