@@ -57,9 +57,10 @@ class TextClassifier(nn.Module):
         if cfg.impl not in IMPLS:
             raise ConfigError(f"unknown impl {cfg.impl!r}; choose one of {', '.join(IMPLS)}")
         self.cfg = cfg
-        self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id, impl=cfg.impl)
         if cfg.model == "bow":
-            self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size), get_activation(cfg.activation, cfg.impl))
+            self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size, impl=cfg.impl),
+                                         get_activation(cfg.activation, cfg.impl))
             out_dim = cfg.hidden_size
         elif cfg.model == "textcnn":
             self.encoder = TextCNN(cfg.embed_dim, cfg.num_filters, tuple(cfg.kernel_sizes), activation=cfg.activation, impl=cfg.impl)
@@ -68,8 +69,8 @@ class TextClassifier(nn.Module):
             self.encoder = RECURRENT[cfg.model](cfg.embed_dim, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True,
                                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
             out_dim = 2 * cfg.hidden_size
-        self.dropout = Dropout(cfg.dropout)
-        self.head = Linear(out_dim, cfg.num_classes)
+        self.dropout = Dropout(cfg.dropout, impl=cfg.impl)
+        self.head = Linear(out_dim, cfg.num_classes, impl=cfg.impl)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B,T), mask (B,T) True on real tokens, lengths (B,) -> sentence vectors (B, D)."""
