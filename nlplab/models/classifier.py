@@ -88,4 +88,4 @@ class TextClassifier(nn.Module):
         if labels is None:
             return None, logits
         loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy
-        return loss_fn(logits.float(), labels), logits
+        return loss_fn(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels), logits

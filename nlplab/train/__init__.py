@@ -1,0 +1,6 @@
+"""The training loop, evaluation, metrics, checkpoints and curves."""
+
+from nlplab.train.config import TrainConfig, load_config
+from nlplab.train.trainer import Run, train
+
+__all__ = ["Run", "TrainConfig", "load_config", "train"]
