@@ -32,6 +32,10 @@ def test_train_eval_predict(tiny_tsv, tmp_path, capsys):
     assert len(lines) == 3
     label, prob, text = lines[0].split("\t")
     assert label in {"0", "1"} and 0.5 <= float(prob) <= 1.0 and text == "服务很差"
+    unknown = tmp_path / "unknown.tsv"
+    unknown.write_text("label\ttext\n1\t很好\n7\t一般\n", encoding="utf-8")
+    assert main(["eval", str(run), "--data", str(unknown)]) == 2
+    assert f"{unknown}:3: unknown label '7'" in capsys.readouterr().err
 
 
 def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
@@ -47,6 +51,9 @@ def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
     "args, message",
     [
         (["train", "--data", "no-such-set", "--out", "{tmp}/r"], "unknown data set 'no-such-set'"),
+        (["train", "--data", "{tmp}/gbk.tsv", "--out", "{tmp}/r"], "gbk.tsv:2: not valid UTF-8"),
+        (["train", "--data", "{tmp}/empty.tsv", "--out", "{tmp}/r"], "empty.tsv: the file is empty"),
+        (["train", "--data", "{tmp}/ragged.tsv", "--out", "{tmp}/r"], "ragged.tsv:3: expected 2 tab-separated columns"),
         (["train", "--data", "{tsv}", "--model", "transformer", "--out", "{tmp}/r"], "unknown model 'transformer'"),
         (["train", "--data", "{tsv}", "--optimizer", "lbfgs", "--out", "{tmp}/r"], "unknown optimizer 'lbfgs'"),
         (["train", "--data", "{tsv}", "--dropout", "1.5", "--out", "{tmp}/r"], "dropout must be in"),
@@ -57,6 +64,9 @@ def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
     ],
 )
 def test_bad_input_exits_2_with_one_line(tiny_tsv, tmp_path, capsys, args, message):
+    (tmp_path / "gbk.tsv").write_bytes("1\t好\n".encode() + "0\t不好\n".encode("gbk"))
+    (tmp_path / "empty.tsv").write_bytes(b"")
+    (tmp_path / "ragged.tsv").write_text("label\ttext\n1\t好\n0 不好\n", encoding="utf-8")
     args = [a.format(tmp=tmp_path, tsv=tiny_tsv) for a in args]
     assert main(args + (["--no-progress"] if args[0] == "train" else [])) == 2
     err = capsys.readouterr().err
