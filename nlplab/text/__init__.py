@@ -6,10 +6,28 @@ from pathlib import Path
 
 from nlplab.errors import TokenizerError
 from nlplab.text.base import CONFIG_FILE, HF_FILE, Tokenizer, read_json
+from nlplab.text.bpe import BPETokenizer
+from nlplab.text.bytebpe import ByteBPETokenizer
 from nlplab.text.wordlevel import CharTokenizer, WordTokenizer
+from nlplab.text.wordpiece import WordPieceTokenizer
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {cls.algo: cls for cls in (CharTokenizer, WordTokenizer)}
-HF_MODEL_TYPES: dict[str, str] = {"WordLevel": "word"}
+TOKENIZERS: dict[str, type[Tokenizer]] = {
+    cls.algo: cls for cls in (CharTokenizer, WordTokenizer, BPETokenizer, ByteBPETokenizer, WordPieceTokenizer)
+}
+# Hugging Face model type -> algorithm; a BPE model behind a ByteLevel pre-tokenizer is byte-level BPE.
+HF_MODEL_TYPES: dict[str, str] = {"WordLevel": "word", "BPE": "bpe", "WordPiece": "wordpiece"}
+
+
+def hf_algo(data: dict) -> str | None:
+    """The nlplab algorithm that reads the parsed Hugging Face tokenizer.json `data`, or None."""
+    model = data.get("model")
+    model_type = model.get("type") if isinstance(model, dict) else None
+    algo = HF_MODEL_TYPES.get(model_type) if isinstance(model_type, str) else None
+    pre = data.get("pre_tokenizer")
+    steps = (pre.get("pretokenizers") or [pre]) if isinstance(pre, dict) else []
+    if algo == "bpe" and any(isinstance(s, dict) and s.get("type") == "ByteLevel" for s in steps):
+        return "bytebpe"
+    return algo
 
 
 def build_tokenizer(algo: str, **options) -> Tokenizer:
@@ -28,16 +46,23 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     hf_path = path if path.is_file() else path / HF_FILE
     config_path = None if path.is_file() else path / CONFIG_FILE
     options = read_json(config_path) if config_path is not None and config_path.exists() else {}
+    if "nlplab_algo" not in options:
+        options = {}  # a tokenizer_config.json written by transformers, not by nlplab
     data = read_json(hf_path)
-    algo = options.pop("nlplab_algo", None)
+    algo = options.pop("nlplab_algo", None) or hf_algo(data)
     if algo is None:
-        model_type = data.get("model", {}).get("type") if isinstance(data.get("model"), dict) else None
-        algo = HF_MODEL_TYPES.get(model_type) if isinstance(model_type, str) else None
-        if algo is None:
-            raise TokenizerError(f"{hf_path}: tokenizer model type {model_type!r} is not supported; supported: {', '.join(sorted(HF_MODEL_TYPES))}")
+        model = data.get("model")
+        model_type = model.get("type") if isinstance(model, dict) else None
+        raise TokenizerError(f"{hf_path}: tokenizer model type {model_type!r} is not supported; supported: {', '.join(sorted(HF_MODEL_TYPES))}")
     if algo not in TOKENIZERS:
         raise TokenizerError(f"{path}: unknown tokenizer algorithm {algo!r}; choose one of {', '.join(sorted(TOKENIZERS))}")
-    return TOKENIZERS[algo].from_hf_json(data, options)
+    try:
+        return TOKENIZERS[algo].from_hf_json(data, options)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise TokenizerError(f"{hf_path}: not a valid {algo} tokenizer ({type(e).__name__}: {e}); the file is corrupted, train or download it again") from None
 
 
-__all__ = ["TOKENIZERS", "Tokenizer", "build_tokenizer", "load_tokenizer", "CharTokenizer", "WordTokenizer"]
+__all__ = [
+    "TOKENIZERS", "Tokenizer", "build_tokenizer", "load_tokenizer", "CharTokenizer", "WordTokenizer",
+    "BPETokenizer", "ByteBPETokenizer", "WordPieceTokenizer",
+]

@@ -8,9 +8,11 @@ it) plus `tokenizer_config.json` naming the nlplab algorithm and its options, an
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +40,7 @@ class Tokenizer(ABC):
     """text -> tokens -> ids, and back. Subclasses set `algo` and implement `train`, `tokenize`, `decode`."""
 
     algo: ClassVar[str]
+    unk_token: str | None = UNK
 
     def __init__(self, vocab: dict[str, int] | None = None, special_tokens: Sequence[str] = (PAD, UNK)) -> None:
         self.special_tokens = list(special_tokens)
@@ -58,10 +61,30 @@ class Tokenizer(ABC):
 
     @property
     def unk_id(self) -> int | None:
-        return self.vocab.get(UNK)
+        return self.vocab.get(self.unk_token) if self.unk_token is not None else None
 
     def token_to_id(self, token: str) -> int | None:
         return self.vocab.get(token, self.unk_id)
+
+    @cached_property
+    def _special_pattern(self) -> re.Pattern[str] | None:
+        tokens = sorted(self.special_tokens, key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, tokens))) if tokens else None
+
+    def split_special_tokens(self, text: str) -> list[tuple[str, bool]]:
+        """`text` cut into (piece, is_special): special tokens are found first, anywhere in the raw text and
+        longest first (as Hugging Face matches its added tokens), so they are never split or normalized."""
+        if self._special_pattern is None:
+            return [(text, False)] if text else []
+        pieces, end = [], 0
+        for m in self._special_pattern.finditer(text):
+            if m.start() > end:
+                pieces.append((text[end : m.start()], False))
+            pieces.append((m.group(), True))
+            end = m.end()
+        if end < len(text):
+            pieces.append((text[end:], False))
+        return pieces
 
     @abstractmethod
     def train(self, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1, progress: bool = False) -> Tokenizer:
@@ -101,6 +124,25 @@ class Tokenizer(ABC):
         config = {"nlplab_algo": self.algo, "special_tokens": self.special_tokens, **self.options()}
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config, ensure_ascii=False, indent=2))
         return directory
+
+
+def hf_added_tokens(vocab: dict[str, int], special_tokens: Sequence[str]) -> list[dict[str, Any]]:
+    """The `added_tokens` entries of a tokenizer.json for `special_tokens` (matched in raw text, never split)."""
+    return [
+        {"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+        for t in special_tokens
+    ]
+
+
+def hf_special_tokens(data: dict[str, Any]) -> list[str]:
+    """The special tokens of a parsed tokenizer.json; added tokens that are not special are not supported."""
+    added = data.get("added_tokens") or []
+    if not isinstance(added, list) or not all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in added):
+        raise TokenizerError("tokenizer.json: `added_tokens` must be a list of {content, id, special} objects; the file is corrupted")
+    plain = [t["content"] for t in added if not t.get("special")]
+    if plain:
+        raise TokenizerError(f"tokenizer.json: non-special added tokens {plain[:3]} are not supported; mark them special or retrain")
+    return [t["content"] for t in added]
 
 
 def read_json(path: Path) -> dict[str, Any]:
