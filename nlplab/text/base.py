@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nlplab.errors import TokenizerError
-from nlplab.io import atomic_write_text
+from nlplab.io import atomic_write_text, read_json_object
 
 PAD, UNK = "[PAD]", "[UNK]"
 CONFIG_FILE, HF_FILE = "tokenizer_config.json", "tokenizer.json"
@@ -146,13 +146,5 @@ def hf_special_tokens(data: dict[str, Any]) -> list[str]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Parse a JSON object from `path`, or raise TokenizerError saying why it cannot be used."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TokenizerError(f"{path}: not found; pass a directory written by `nlplab tokenizer train` or a Hugging Face tokenizer") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TokenizerError(f"{path}: not a valid JSON file ({e}); the tokenizer file is corrupted, train or download it again") from None
-    if not isinstance(data, dict):
-        raise TokenizerError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    """Parse a tokenizer JSON object from `path`, or raise TokenizerError saying why it cannot be used."""
+    return read_json_object(path, TokenizerError, "pass a directory written by `nlplab tokenizer train` or a Hugging Face tokenizer")

@@ -23,7 +23,7 @@ from nlplab.data.batching import batches, num_batches
 from nlplab.data.readers import Example
 from nlplab.data.registry import TextDataset, load_dataset
 from nlplab.errors import DataError, RunError
-from nlplab.io import atomic_write_text
+from nlplab.io import atomic_write_text, read_json_object
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty, l2_penalty
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
@@ -77,9 +77,10 @@ class Run:
         if not (run_dir / "config.yaml").is_file():
             raise RunError(f"{run_dir}: not a run directory (no config.yaml); pass the --out folder of `nlplab train`")
         cfg = load_config(run_dir / "config.yaml", {})
-        model_cfg = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+        fix = "the run is incomplete; train it again or finish it with --resume"
+        model_cfg = read_json_object(run_dir / "model.json", RunError, fix)
         model_cfg["kernel_sizes"] = tuple(model_cfg["kernel_sizes"])
-        labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
+        labels = read_json_object(run_dir / "labels.json", RunError, fix)["labels"]
         dev = resolve_device(device)
         model = load_weights(run_dir / "model.safetensors", TextClassifier(ClassifierConfig(**model_cfg))).to(dev).eval()
         return cls(cfg, load_tokenizer(run_dir / "tokenizer"), labels, model, dev)
@@ -179,7 +180,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save(run_dir / "tokenizer")
-        atomic_write_text(run_dir / "labels.json", json.dumps(labels, ensure_ascii=False))
+        atomic_write_text(run_dir / "labels.json", json.dumps({"labels": labels}, ensure_ascii=False))
         atomic_write_text(run_dir / "model.json", json.dumps(asdict(model_cfg)))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
 
