@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from nlplab.errors import TokenizerError
 from nlplab.text.base import CONFIG_FILE, HF_FILE, Tokenizer, read_json
@@ -18,7 +19,7 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 HF_MODEL_TYPES: dict[str, str] = {"WordLevel": "word", "BPE": "bpe", "WordPiece": "wordpiece"}
 
 
-def hf_algo(data: dict) -> str | None:
+def hf_algo(data: dict[str, Any]) -> str | None:
     """The nlplab algorithm that reads the parsed Hugging Face tokenizer.json `data`, or None."""
     model = data.get("model")
     model_type = model.get("type") if isinstance(model, dict) else None
