@@ -15,15 +15,16 @@ decayed less; AdamW decays every weight at the same rate lr * weight_decay (Losh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from nlplab.errors import ConfigError
+from nlplab.optim.base import ParamwiseOptimizer
 
 
-class Adam(torch.optim.Optimizer):
+class Adam(ParamwiseOptimizer):
     """Adam with L2 weight decay added to the gradient; a drop-in for ``torch.optim.Adam`` (no amsgrad).
 
     ``params``: tensors of any shape, or torch-style param groups (dicts with a ``"params"`` key).
@@ -50,36 +51,24 @@ class Adam(torch.optim.Optimizer):
             raise ConfigError(f"{name} needs both betas in [0, 1), e.g. (0.9, 0.999); got betas={betas}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """Apply one update to every parameter that has a gradient; return ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                g = p.grad
-                if self.decoupled_weight_decay:
-                    p.mul_(1 - lr * decay)
-                else:
-                    g = g + decay * p
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                m_hat = m / (1 - beta1**t)
-                v_hat = v / (1 - beta2**t)
-                p.addcdiv_(m_hat, v_hat.sqrt() + eps, value=-lr)
-        return loss
+    def update(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        g = p.grad
+        if self.decoupled_weight_decay:
+            p.mul_(1 - lr * decay)
+        else:
+            g = g + decay * p
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        p.addcdiv_(m_hat, v_hat.sqrt() + eps, value=-lr)
 
 
 class AdamW(Adam):

@@ -10,15 +10,16 @@ One step for every parameter p with gradient g (torch's conventions, so the two 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from nlplab.errors import ConfigError
+from nlplab.optim.base import ParamwiseOptimizer
 
 
-class SGD(torch.optim.Optimizer):
+class SGD(ParamwiseOptimizer):
     """SGD with optional momentum ``mu`` and Nesterov look-ahead; a drop-in for ``torch.optim.SGD`` (no dampening).
 
     ``params``: tensors of any shape, or torch-style param groups (dicts with a ``"params"`` key).
@@ -43,26 +44,14 @@ class SGD(torch.optim.Optimizer):
             raise ConfigError("Nesterov SGD needs momentum > 0; set momentum (e.g. 0.9) or nesterov=False")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """Apply one update to every parameter that has a gradient; return ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, mu = group["lr"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad + group["weight_decay"] * p
-                if mu != 0:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = g.clone()
-                    else:
-                        state["momentum_buffer"].mul_(mu).add_(g)
-                    v = state["momentum_buffer"]
-                    g = g + mu * v if group["nesterov"] else v
-                p.add_(g, alpha=-lr)
-        return loss
+    def update(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        g = p.grad + group["weight_decay"] * p
+        mu = group["momentum"]
+        if mu != 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.clone()
+            else:
+                state["momentum_buffer"].mul_(mu).add_(g)
+            v = state["momentum_buffer"]
+            g = g + mu * v if group["nesterov"] else v
+        p.add_(g, alpha=-group["lr"])
