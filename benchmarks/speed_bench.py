@@ -4,8 +4,9 @@ For each model (lstm, textcnn, bow) three versions train side by side on identic
 nlplab's `TextClassifier` with impl="fused" (the default), the same with impl="manual" (hand-written layers,
 loss and Adam), and `Plain*` below, written with torch.nn only. All start from the same weights (checked: equal
 logits in eval mode). A step is forward + cross-entropy + backward + clip_grad_norm_(1.0) + Adam step, as in
-`nlplab.train.trainer`. The versions take turns in rounds (A B C, then C B A, ...), so machine noise hits all
-of them alike; the figure is the median over rounds of samples/s, and the ratio is nlplab / plain.
+`nlplab.train.trainer`. The versions take turns step by step (A B C on one batch, B C A on the next, ...), so
+machine noise hits all of them alike; a round is `--steps` batches, the figure is the median over rounds of
+samples/s, and the ratio is the ratio of those medians, nlplab / plain.
 
     python benchmarks/speed_bench.py                      # lstm textcnn bow, 7 rounds of 8 steps, 1 thread
     python benchmarks/speed_bench.py --models lstm --steps 5 --rounds 3 --out /tmp/speed
@@ -149,7 +150,8 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float | 
 
 def bench_model(cfg: TrainConfig, data: list[Batch], vocab_size: int, pad_id: int, steps: int, rounds: int,
                 warmup: int) -> dict[str, object]:
-    """Median samples/s of each version over `rounds` interleaved rounds of `steps` steps each."""
+    """Median samples/s of each version over `rounds` rounds of `steps` batches, each batch trained on by every
+    version in turn (the order rotating from batch to batch)."""
     versions = build_versions(cfg, vocab_size, pad_id, data[0])
     for step in versions.values():
         for batch in data[:warmup]:
@@ -157,11 +159,15 @@ def bench_model(cfg: TrainConfig, data: list[Batch], vocab_size: int, pad_id: in
     speeds: dict[str, list[float]] = {name: [] for name in versions}
     samples = sum(len(b["labels"]) for b in data[:steps])
     for r in range(rounds):
-        for name in VERSIONS if r % 2 == 0 else reversed(VERSIONS):
-            t0 = time.perf_counter()
-            for batch in data[:steps]:
+        seconds = dict.fromkeys(VERSIONS, 0.0)
+        for i, batch in enumerate(data[:steps]):
+            first = (r * steps + i) % len(VERSIONS)
+            for name in VERSIONS[first:] + VERSIONS[:first]:
+                t0 = time.perf_counter()
                 versions[name](batch)
-            speeds[name].append(samples / (time.perf_counter() - t0))
+                seconds[name] += time.perf_counter() - t0
+        for name in VERSIONS:
+            speeds[name].append(samples / seconds[name])
     median = {name: statistics.median(s) for name, s in speeds.items()}
     plain = median["plain-torch"]
     return {"samples_per_second": median, "rounds": speeds,
@@ -202,9 +208,10 @@ def table_row(model: str, r: dict[str, object]) -> str:
 def markdown(result: dict[str, object]) -> str:
     m, load = result["machine"], result["load_average_1min"]
     setup = (f"{m['cpu']}, {m['cores']} cores, {result['threads']} torch thread(s), torch {m['torch']}; "
-             f"batch {result['batch_size']}, window {result['window_size']}; median of {result['rounds']} interleaved "
-             f"rounds of {result['steps']} steps; wall time {result['wall_seconds']:.0f} s; 1-min load average "
-             f"{load['start']:.1f} at start, {load['end']:.1f} at end (the machine is shared with other jobs).")
+             f"batch {result['batch_size']}, window {result['window_size']}; median of {result['rounds']} rounds of "
+             f"{result['steps']} steps, the versions taking turns step by step; wall time "
+             f"{result['wall_seconds']:.0f} s; 1-min load average {load['start']:.1f} at start, {load['end']:.1f} "
+             "at end (the machine is shared with other jobs).")
     rows = [table_row(model, r) for model, r in result["models"].items()]
     return "\n".join([f"# Training speed: nlplab vs plain torch.nn ({result['date'][:10]})", "",
                       f"`{result['command']}`", "", setup, "", HEADER, *rows]) + "\n"
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--steps", type=int, default=8, help="training steps per version per round")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of --steps batches; the median is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per version before the rounds")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the same for all versions)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
