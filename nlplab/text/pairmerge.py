@@ -33,38 +33,36 @@ class PairCounts:
                 self.pairs[pair] += n
                 self.where[pair].append(i)
 
-    def merge(self, a: int, b: int, new: int) -> tuple[int, set[Pair]]:
+    def merge(self, a: int, b: int, new: int) -> tuple[int, list[Pair]]:
         """Replace every `a b` by `new`, left to right in each word (`a a a` -> `aa a`), and update the counts
         of the pairs around each occurrence. Returns how many times `new` now occurs (weighted) and the pairs
-        whose count went up (they all contain `new`)."""
-        pairs, where, rose, merged = self.pairs, self.where, set(), 0
-        for i in dict.fromkeys(where.pop((a, b), ())):
-            word, n = self.words[i], self.counts[i]
-            j = 0
-            while True:
-                try:
-                    j = word.index(a, j)
-                except ValueError:
-                    break
+        it formed (their count went up, unless a later merge in the same word took them apart again)."""
+        pairs, words, counts, merged = self.pairs, self.words, self.counts, 0
+        formed: defaultdict[Pair, list[int]] = defaultdict(list)
+        for i in dict.fromkeys(self.where.pop((a, b), ())):
+            word, n = words[i], counts[i]
+            j, unseen = -1, word.count(a)  # occurrences of `a` not looked at yet
+            while unseen:
+                j = word.index(a, j + 1)
+                unseen -= 1
                 if j + 1 < len(word) and word[j + 1] == b:
                     if j > 0:
                         left = word[j - 1]
                         pairs[left, a] -= n
                         pairs[left, new] += n
-                        where[left, new].append(i)
-                        rose.add((left, new))
+                        formed[left, new].append(i)
                     if j + 2 < len(word):
                         right = word[j + 2]
                         pairs[b, right] -= n
                         pairs[new, right] += n
-                        where[new, right].append(i)
-                        rose.add((new, right))
-                    pairs[a, b] -= n
+                        formed[new, right].append(i)
                     merged += n
                     word[j : j + 2] = (new,)
-                j += 1
+                    unseen -= a == b  # the `b` just fused was an `a` too
         pairs.pop((a, b), None)
-        return merged, rose
+        for pair, holders in formed.items():
+            self.where[pair].extend(holders)
+        return merged, list(formed)
 
 
 def count_merges(counts: PairCounts, new_symbol: Callable[[int, int], int | None], min_freq: int = 1) -> list[Pair]:
