@@ -179,3 +179,25 @@ class LayerNorm(nn.Module):
         dims = tuple(range(-len(self.normalized_shape), 0))
         mean, var = x.mean(dims, keepdim=True), x.var(dims, unbiased=False, keepdim=True)
         return _standardize(x, mean, var, self.eps) * self.weight + self.bias
+
+
+class RMSNorm(nn.Module):
+    """y = γ · x / √(mean(x²) + eps) (Zhang & Sennrich, 2019); x (..., *normalized_shape), γ of shape normalized_shape.
+
+    LayerNorm without the mean subtraction and without β: it only rescales. The mean of squares is taken over the
+    last len(normalized_shape) dims; eps=None means torch.finfo(x.dtype).eps, as in torch.
+    impl="fused": F.rms_norm; impl="manual": the formula written out.
+    """
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float | None = None, impl: str = "fused") -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.impl = shape, eps, check_impl(impl)
+        self.weight = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.impl == "fused":
+            return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        return x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps) * self.weight
