@@ -88,7 +88,8 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from nlplab.text import build_tokenizer
 
     texts = [line for path in args.input for line in read_lines(path) if line.strip()]
-    tok = build_tokenizer(args.algo).train(texts, vocab_size=args.vocab_size, min_freq=args.min_freq, progress=True)
+    options = {"limit_alphabet": args.limit_alphabet} if args.limit_alphabet is not None else {}
+    tok = build_tokenizer(args.algo, **options).train(texts, vocab_size=args.vocab_size, min_freq=args.min_freq, progress=True)
     tok.save(args.out)
     merges = getattr(tok, "merges", [])
     if merges:
@@ -100,7 +101,10 @@ def cmd_tokenizer_encode(args: argparse.Namespace) -> None:
     from nlplab.text import load_tokenizer
 
     tok = load_tokenizer(args.dir)
-    rows = [{"tokens": tok.tokenize(text), "ids": tok.encode(text)} for text in args.texts]
+    rows = []
+    for text in args.texts:
+        ids = tok.encode(text)
+        rows.append({"tokens": [tok.id_to_token[i] for i in ids], "ids": ids})
     for text, row in zip(args.texts, rows):
         print(text)
         print("  tokens:", " ".join(row["tokens"]))
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", required=True, help="bpe | bytebpe | wordpiece | char | word")
     p.add_argument("--vocab-size", type=int)
     p.add_argument("--min-freq", type=int, default=1)
+    p.add_argument("--limit-alphabet", type=int, help="bpe: keep only the N most frequent characters (others become [UNK])")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p = tok.add_parser("encode", help="print tokens and ids of texts")

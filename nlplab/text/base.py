@@ -16,6 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tqdm.auto import tqdm
+
 from nlplab.errors import TokenizerError
 from nlplab.io import atomic_write_text, read_json_object
 
@@ -85,6 +87,21 @@ class Tokenizer(ABC):
         if end < len(text):
             pieces.append((text[end:], False))
         return pieces
+
+    @abstractmethod
+    def words(self, text: str) -> list[str]:
+        """Pre-tokenization of text without special tokens: the units that training counts."""
+
+    def count_words(self, texts: Iterable[str], progress: bool = False) -> Counter[str]:
+        """How often each pre-tokenized word occurs in `texts` (special tokens left out); an empty corpus is an error."""
+        counts: Counter[str] = Counter()
+        for text in tqdm(texts, desc="counting words", disable=not progress, unit=" texts"):
+            for piece, special in self.split_special_tokens(text):
+                if not special:
+                    counts.update(self.words(piece))
+        if not counts:
+            raise TokenizerError("the training corpus is empty: give at least one non-blank text")
+        return counts
 
     @abstractmethod
     def train(self, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1, progress: bool = False) -> Tokenizer:

@@ -95,13 +95,7 @@ class BPETokenizer(Tokenizer):
         `vocab_size` tokens or no pair occurs `min_freq` times."""
         if vocab_size is None:
             raise TokenizerError(f"the {self.algo} tokenizer needs a vocabulary size: pass vocab_size (--vocab-size), e.g. 8000")
-        word_counts: Counter[str] = Counter()
-        for text in tqdm(texts, desc="counting words", disable=not progress, unit=" texts"):
-            for piece, special in self.split_special_tokens(text):
-                if not special:
-                    word_counts.update(self.words(piece))
-        if not word_counts:
-            raise TokenizerError("the training corpus is empty: give at least one non-blank text")
+        word_counts = self.count_words(texts, progress)
         base = [t for t in self.alphabet(word_counts) if t not in self.special_tokens]
         vocab = {t: i for i, t in enumerate([*self.special_tokens, *base])}
         if vocab_size < len(vocab):

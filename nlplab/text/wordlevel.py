@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from nlplab.errors import TokenizerError
-from nlplab.text.base import UNK, Tokenizer, vocab_from_counts
+from nlplab.text.base import UNK, Tokenizer, hf_added_tokens, hf_special_tokens, vocab_from_counts
 
 _WORD_CHAR = re.compile(r"[A-Za-z0-9]")
 
@@ -27,23 +24,19 @@ class WordLevelTokenizer(Tokenizer):
     hf_pre_tokenizer: dict[str, Any]
 
     def train(self, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1, progress: bool = False) -> WordLevelTokenizer:
-        counts: Counter[str] = Counter()
-        for text in tqdm(texts, desc=f"counting {self.algo}s", disable=not progress, unit=" texts"):
-            counts.update(self.tokenize(text))
-        if not counts:
-            raise TokenizerError("the training corpus is empty: give at least one non-blank text")
-        self._set_vocab(vocab_from_counts(counts, self.special_tokens, vocab_size, min_freq))
+        self._set_vocab(vocab_from_counts(self.count_words(texts, progress), self.special_tokens, vocab_size, min_freq))
         return self
+
+    def tokenize(self, text: str) -> list[str]:
+        """The units of `text`; special tokens such as [PAD] written in the text stay whole."""
+        return [t for piece, special in self.split_special_tokens(text) for t in ([piece] if special else self.words(piece))]
 
     def tokens_of(self, ids: Sequence[int]) -> list[str]:
         specials = set(self.special_tokens)
         return [t for t in (self.id_to_token.get(i) for i in ids) if t is not None and t not in specials]
 
     def to_hf_json(self) -> str:
-        added = [
-            {"id": self.vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
-            for t in self.special_tokens
-        ]
+        added = hf_added_tokens(self.vocab, self.special_tokens)
         data = {
             "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
             "pre_tokenizer": self.hf_pre_tokenizer, "post_processor": None, "decoder": None,
@@ -56,7 +49,7 @@ class WordLevelTokenizer(Tokenizer):
         model = data.get("model", {})
         if model.get("type") != "WordLevel" or not isinstance(model.get("vocab"), dict):
             raise TokenizerError(f"expected a WordLevel model for the {cls.algo} tokenizer, found {model.get('type')!r}")
-        specials = options.get("special_tokens") or [t["content"] for t in data.get("added_tokens", []) if t.get("special")]
+        specials = options.get("special_tokens") or hf_special_tokens(data)
         return cls(model["vocab"], specials)
 
 
@@ -72,7 +65,7 @@ class CharTokenizer(WordLevelTokenizer):
         ],
     }
 
-    def tokenize(self, text: str) -> list[str]:
+    def words(self, text: str) -> list[str]:
         return [c for c in text if not c.isspace()]
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -85,7 +78,7 @@ class WordTokenizer(WordLevelTokenizer):
     algo = "word"
     hf_pre_tokenizer = {"type": "WhitespaceSplit"}
 
-    def tokenize(self, text: str) -> list[str]:
+    def words(self, text: str) -> list[str]:
         import jieba
 
         jieba.setLogLevel(logging.WARNING)

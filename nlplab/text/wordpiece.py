@@ -78,13 +78,7 @@ class WordPieceTokenizer(Tokenizer):
         holds `vocab_size` tokens; pairs seen fewer than `min_freq` times are never merged."""
         if vocab_size is None:
             raise TokenizerError("the wordpiece tokenizer needs a vocabulary size: pass vocab_size (--vocab-size), e.g. 8000")
-        word_counts: Counter[str] = Counter()
-        for text in tqdm(texts, desc="counting words", disable=not progress, unit=" texts"):
-            for piece, special in self.split_special_tokens(text):
-                if not special:
-                    word_counts.update(self.words(piece))
-        if not word_counts:
-            raise TokenizerError("the training corpus is empty: give at least one non-blank text")
+        word_counts = self.count_words(texts, progress)
         base = sorted({s for w in word_counts for s in self.symbols(w)} - set(self.special_tokens))
         vocab = {t: i for i, t in enumerate([*self.special_tokens, *base])}
         if vocab_size < len(vocab):

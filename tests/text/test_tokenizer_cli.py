@@ -33,8 +33,17 @@ def test_train_then_encode(corpus, tmp_path, capsys, algo, vocab_size):
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:]]
     hf = HFTokenizer.from_file(str(out / "tokenizer.json"))
     for text, row in zip(texts, rows):
-        assert row == {"tokens": tok.tokenize(text), "ids": tok.encode(text)}
+        ids = tok.encode(text)
+        assert row == {"tokens": [tok.id_to_token[i] for i in ids], "ids": ids}
         assert row["ids"] == hf.encode(text).ids
+
+
+def test_limit_alphabet_lets_chinese_bpe_fit_a_small_vocab(corpus, tmp_path, capsys):
+    args = ["tokenizer", "train", "--algo", "bpe", "--vocab-size", "400", "--input", str(corpus), "--out", str(tmp_path / "t")]
+    assert main(args) == 2 and "smaller than the base alphabet" in capsys.readouterr().err
+    assert main([*args, "--limit-alphabet", "100"]) == 0
+    tok = load_tokenizer(tmp_path / "t")
+    assert tok.vocab_size == 400 and tok.limit_alphabet == 100
 
 
 @pytest.mark.parametrize(

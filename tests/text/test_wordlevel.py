@@ -51,3 +51,11 @@ def test_bad_tokenizer_inputs(tmp_path):
         load_tokenizer(tmp_path)
     with pytest.raises(TokenizerError, match="no such"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_special_tokens_in_text_stay_whole_like_hugging_face(tmp_path):
+    tok = CharTokenizer().train(TEXTS)
+    assert tok.tokenize("好[PAD]天") == ["好", "[PAD]", "天"]
+    tok.save(tmp_path)
+    hf = HFTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.encode("好[PAD]天", add_special_tokens=False).ids == tok.encode("好[PAD]天")
