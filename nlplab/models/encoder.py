@@ -1,0 +1,128 @@
+"""A BERT-style encoder (Devlin et al., 2019) that loads Hugging Face BERT checkpoints and turns sentences into
+embeddings the way sentence-transformers does.
+
+    h⁰ = LayerNorm(E_token[ids] + E_position[0 … T-1] + E_segment[token_type_ids])
+    hˡ = post-LN TransformerBlock(hˡ⁻¹), l = 1 … L, attention masked at padding
+    pooled = tanh(W_p h^L[CLS] + b_p)                      (the pooler, trained on next-sentence prediction)
+    sentence = normalize(mean of h^L over real tokens)     (sentence-transformers: mean pooling, L2 norm)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from nlplab.data.batching import pad_batch
+from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
+from nlplab.nn.pooling import masked_mean_pool
+from nlplab.nn.positions import LearnedPositions, check_positions
+from nlplab.nn.transformer import TransformerBlock
+from nlplab.models.hf import HFCheckpoint
+from nlplab.text.wordpiece import WordPieceTokenizer
+
+
+@dataclass
+class BertConfig:
+    """Shape of a BERT encoder; the defaults are BERT-base's. `dropout` serves embeddings, attention weights and
+    sublayer outputs (BERT uses 0.1 for all). impl="fused" uses torch kernels (SDPA, F.layer_norm ...)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    activation: str = "gelu"
+    pad_token_id: int = 0
+    impl: str = "fused"
+
+    @classmethod
+    def from_hf(cls, ckpt: HFCheckpoint, impl: str = "fused") -> BertConfig:
+        """The config of a Hugging Face BERT folder (its config.json)."""
+        c = ckpt.config
+        return cls(vocab_size=c["vocab_size"], hidden_size=c["hidden_size"], num_layers=c["num_hidden_layers"],
+                   num_heads=c["num_attention_heads"], intermediate_size=c["intermediate_size"],
+                   max_position_embeddings=c["max_position_embeddings"], type_vocab_size=c.get("type_vocab_size", 2),
+                   dropout=c.get("hidden_dropout_prob", 0.1), layer_norm_eps=c.get("layer_norm_eps", 1e-12),
+                   activation=ckpt.activation("hidden_act"), pad_token_id=c.get("pad_token_id") or 0, impl=impl)
+
+
+HF_LAYER_NAMES = {"attn.q": "attention.self.query", "attn.out": "attention.output.dense",
+                  "attn_norm": "attention.output.LayerNorm", "ffn.fc1": "intermediate.dense", "ffn.fc2": "output.dense",
+                  "ffn_norm": "output.LayerNorm"}
+"""Submodule of an nlplab block -> its Hugging Face BertLayer name (key and value join in attn.kv)."""
+
+
+class BertEncoder(nn.Module):
+    """ids (B, T) -> hidden states (B, T, hidden_size); see the module docstring for the formulas."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.cfg, impl = cfg, check_impl(cfg.impl)
+        self.tokens = Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id, impl=impl)
+        self.positions = LearnedPositions(cfg.max_position_embeddings, cfg.hidden_size, impl=impl)
+        self.segments = Embedding(cfg.type_vocab_size, cfg.hidden_size, impl=impl)
+        self.embed_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, impl)
+        self.drop = Dropout(cfg.dropout, impl)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, cfg.dropout, "post", cfg.activation,
+                             eps=cfg.layer_norm_eps, impl=impl)
+            for _ in range(cfg.num_layers))
+        self.pooler = Linear(cfg.hidden_size, cfg.hidden_size, impl=impl)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+        """ids (B, T), mask (B, T) True at real tokens (None: all real), token_type_ids (B, T) (None: all 0)
+        -> last hidden states (B, T, hidden_size)."""
+        check_positions(ids.shape[1], self.cfg.max_position_embeddings)
+        segments = torch.zeros_like(ids) if token_type_ids is None else token_type_ids
+        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device)) + self.segments(segments)
+        x = self.drop(self.embed_norm(x))
+        for block in self.blocks:
+            x, _ = block(x, key_padding_mask=mask)
+        return x
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """BERT's pooler: tanh(W_p h[CLS] + b_p); hidden (B, T, H) -> (B, H)."""
+        return torch.tanh(self.pooler(hidden[:, 0]))
+
+    def sentence_embedding(self, ids: Tensor, mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """Mean of the hidden states over real tokens, scaled to unit L2 norm: (B, T), (B, T) -> (B, H)."""
+        pooled = masked_mean_pool(self(ids, mask, token_type_ids), mask)
+        return pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> BertEncoder:
+        """Load a Hugging Face BERT folder (config.json + model.safetensors), e.g. all-MiniLM-L6-v2."""
+        ckpt = HFCheckpoint(folder, ("bert",), prefix="bert.")
+        model = cls(BertConfig.from_hf(ckpt, impl))
+        state = {
+            "tokens.weight": ckpt["embeddings.word_embeddings.weight"],
+            "positions.weight": ckpt["embeddings.position_embeddings.weight"],
+            "segments.weight": ckpt["embeddings.token_type_embeddings.weight"],
+        }
+        for p in ("weight", "bias"):
+            state[f"embed_norm.{p}"] = ckpt[f"embeddings.LayerNorm.{p}"]
+            state[f"pooler.{p}"] = ckpt[f"pooler.dense.{p}"]
+            for i in range(model.cfg.num_layers):
+                layer = f"encoder.layer.{i}."
+                for ours, theirs in HF_LAYER_NAMES.items():
+                    state[f"blocks.{i}.{ours}.{p}"] = ckpt[f"{layer}{theirs}.{p}"]
+                state[f"blocks.{i}.attn.kv.{p}"] = torch.cat([ckpt[f"{layer}attention.self.key.{p}"],
+                                                              ckpt[f"{layer}attention.self.value.{p}"]])
+        return ckpt.load_into(model, state)
+
+
+def encode_batch(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_length: int = 512) -> tuple[Tensor, Tensor]:
+    """[CLS] text [SEP] ids for each text, cut to max_length (keeping the final [SEP]) and right-padded:
+    returns ids (B, T) and mask (B, T), True at real tokens."""
+    seqs = [tokenizer.encode(t) for t in texts]
+    seqs = [s if len(s) <= max_length else s[:max_length - 1] + s[-1:] for s in seqs]
+    ids, lengths = pad_batch(seqs, tokenizer.pad_id)
+    return ids, torch.arange(ids.shape[1]) < lengths[:, None]
