@@ -1,0 +1,125 @@
+"""GPT (Radford et al., 2018, 2019): a stack of Transformer decoder blocks that predicts the next token, loading
+Hugging Face GPT-2 checkpoints.
+
+    h⁰ = E_token[ids] + E_position[0 … T-1]
+    hˡ = hˡ⁻¹ + Attn(LN(hˡ⁻¹)) (causal), then + FFN(LN(·)),  l = 1 … L
+    logits = LN_f(h^L) E_tokenᵀ
+
+How it differs from the decoder of the original Transformer (Vaswani et al., 2017):
+- no cross-attention: there is no encoder, each block is masked self-attention and a feed-forward network;
+- pre-LN: LayerNorm before each sublayer, inside the residual branch, instead of after the residual sum;
+- a final LayerNorm after the last block (the pre-LN residual stream is never normalised otherwise);
+- learned absolute positions (a table of block_size vectors) instead of fixed sinusoids;
+- tied embeddings: the output layer reuses the token embedding matrix, logits = h E_tokenᵀ;
+- GELU (tanh form) in the feed-forward network instead of ReLU;
+- initialisation N(0, 0.02), with the projections into the residual stream scaled by 1/√(2L).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlplab.nn import init
+from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
+from nlplab.nn.positions import LearnedPositions, check_positions
+from nlplab.nn.transformer import BlockCache, TransformerBlock
+from nlplab.models.hf import HFCheckpoint
+
+
+@dataclass
+class GPTConfig:
+    """Shape of a GPT; the defaults are GPT-2 small's (124M). d_ff = n_inner or 4·n_embd. `dropout` serves
+    embeddings, attention weights and sublayer outputs."""
+
+    vocab_size: int = 50257
+    block_size: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    n_inner: int | None = None
+    dropout: float = 0.0
+    bias: bool = True
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu_tanh"
+    impl: str = "fused"
+
+    @classmethod
+    def from_hf(cls, ckpt: HFCheckpoint, impl: str = "fused") -> GPTConfig:
+        """The config of a Hugging Face GPT-2 folder (its config.json)."""
+        c = ckpt.config
+        return cls(vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"], n_head=c["n_head"],
+                   n_embd=c["n_embd"], n_inner=c.get("n_inner"), dropout=c.get("resid_pdrop", 0.1),
+                   layer_norm_eps=c.get("layer_norm_epsilon", 1e-5), activation=ckpt.activation("activation_function"),
+                   impl=impl)
+
+
+class GPT(nn.Module):
+    """ids (B, T) -> next-token logits (B, T, vocab_size); see the module docstring for the formulas."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg, impl = cfg, check_impl(cfg.impl)
+        self.tokens = Embedding(cfg.vocab_size, cfg.n_embd, impl=impl)
+        self.positions = LearnedPositions(cfg.block_size, cfg.n_embd, impl=impl)
+        self.drop = Dropout(cfg.dropout, impl)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.n_embd, cfg.n_head, cfg.n_inner or 4 * cfg.n_embd, cfg.dropout, "pre", cfg.activation,
+                             eps=cfg.layer_norm_eps, bias=cfg.bias, impl=impl)
+            for _ in range(cfg.n_layer))
+        self.final_norm = LayerNorm(cfg.n_embd, cfg.layer_norm_eps, impl)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's init: weights N(0, 0.02), biases 0, LayerNorms (1, 0); attn.out and ffn.fc2, which add into the
+        residual stream once per sublayer, N(0, 0.02/√(2L)) so that the stream's variance does not grow with L."""
+        for name, p in self.named_parameters():
+            if "norm" in name:
+                continue
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            else:
+                residual = name.endswith(("attn.out.weight", "ffn.fc2.weight"))
+                init.normal_(p, 0.02 / math.sqrt(2 * self.cfg.n_layer) if residual else 0.02)
+
+    def forward(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
+        """ids (B, T) -> (logits (B, T, vocab_size), cache). With the cache of earlier calls, ids are the next T
+        tokens (positions continue after the cached ones) and the logits equal those of the full forward."""
+        past = 0 if cache is None else cache[0][0][0].shape[2]
+        check_positions(past + ids.shape[1], self.cfg.block_size)
+        x = self.tokens(ids) + self.positions(torch.arange(past, past + ids.shape[1], device=ids.device))
+        x = self.drop(x)
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block(x, causal=True, cache=None if cache is None else cache[i])
+            new_cache.append(layer_cache)
+        x = self.final_norm(x)
+        logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
+        return logits, new_cache
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> GPT:
+        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors). GPT-2 stores its projections as
+        Conv1D, weight (in, out): transposed here into Linear's (out, in); c_attn holds q, k, v side by side."""
+        ckpt = HFCheckpoint(folder, ("gpt2",), prefix="transformer.")
+        model = cls(GPTConfig.from_hf(ckpt, impl))
+        d = model.cfg.n_embd
+        state = {"tokens.weight": ckpt["wte.weight"], "positions.weight": ckpt["wpe.weight"],
+                 "final_norm.weight": ckpt["ln_f.weight"], "final_norm.bias": ckpt["ln_f.bias"]}
+        for i in range(model.cfg.n_layer):
+            ours, theirs = f"blocks.{i}.", f"h.{i}."
+            qkv_weight, qkv_bias = ckpt[theirs + "attn.c_attn.weight"].T, ckpt[theirs + "attn.c_attn.bias"]
+            state |= {ours + "attn.q.weight": qkv_weight[:d], ours + "attn.kv.weight": qkv_weight[d:],
+                      ours + "attn.q.bias": qkv_bias[:d], ours + "attn.kv.bias": qkv_bias[d:]}
+            for mine, hf in (("attn.out", "attn.c_proj"), ("ffn.fc1", "mlp.c_fc"), ("ffn.fc2", "mlp.c_proj")):
+                state[f"{ours}{mine}.weight"] = ckpt[f"{theirs}{hf}.weight"].T
+                state[f"{ours}{mine}.bias"] = ckpt[f"{theirs}{hf}.bias"]
+            for mine, hf in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
+                for p in ("weight", "bias"):
+                    state[f"{ours}{mine}.{p}"] = ckpt[f"{theirs}{hf}.{p}"]
+        return ckpt.load_into(model, state)
