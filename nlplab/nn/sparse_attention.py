@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nlplab.errors import ConfigError
@@ -77,6 +78,8 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, kind: str = "local", windo
                           f"{tuple(k.shape)}, {tuple(v.shape)}")
     if key_padding_mask is not None and tuple(key_padding_mask.shape) != (batch, n):
         raise ConfigError(f"key_padding_mask must be (B, n) = ({batch}, {n}), got {tuple(key_padding_mask.shape)}")
+    if block_size is not None and block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
     b = block_size or min(window, n)
     reach = math.ceil((window - 1) / b)
     blocks = math.ceil(n / b)
@@ -85,18 +88,16 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, kind: str = "local", windo
 
     def key_windows(x: Tensor) -> Tensor:
         """(..., n, e) -> (..., blocks, span, e): for each query block, the keys of its own and nearby blocks."""
-        padded = torch.nn.functional.pad(x, (0, 0, behind * b, (blocks + ahead) * b - n))
+        padded = F.pad(x, (0, 0, behind * b, (blocks + ahead) * b - n))
         return padded.unfold(-2, span, b).transpose(-1, -2)
 
-    real = key_padding_mask if key_padding_mask is not None else torch.ones(1, n, dtype=torch.bool, device=q.device)
-    real = real.bool()
-    i = torch.arange(blocks * b, device=q.device).view(blocks, b, 1)
-    j = (torch.arange(blocks, device=q.device).view(blocks, 1) - behind) * b + torch.arange(span, device=q.device)
-    j = j.unsqueeze(1)
-    seen = _local(i, j, window, causal) & key_windows(real.unsqueeze(-1)).squeeze(-1).unsqueeze(-2)
+    real = (key_padding_mask if key_padding_mask is not None else q.new_ones(1, n)).bool()
+    i = torch.arange(blocks * b, device=q.device).view(blocks, b, 1)  # query positions
+    j = (torch.arange(blocks, device=q.device).view(blocks, 1, 1) - behind) * b + torch.arange(span, device=q.device)
+    seen = _local(i, j, window, causal) & key_windows(real.unsqueeze(-1)).squeeze(-1).unsqueeze(-2)  # (B|1, nb, b, w)
 
-    qb = torch.nn.functional.pad(q, (0, 0, 0, blocks * b - n)).view(batch, heads, blocks, b, d) / math.sqrt(d)
-    scores = qb @ key_windows(k).transpose(-1, -2)
+    qb = F.pad(q, (0, 0, 0, blocks * b - n)).view(batch, heads, blocks, b, d) / math.sqrt(d)
+    scores = qb @ key_windows(k).transpose(-1, -2)  # (B, H, nb, b, span)
     if kind == "strided":
         js = torch.arange(stride - 1, n, stride, device=q.device)
         summary = _summary(i, js, stride, causal) & ~_local(i, js, window, causal) & real[:, None, None, js]

@@ -81,7 +81,7 @@ def test_query_without_any_key_gets_zeros_and_finite_gradients():
 
 
 @pytest.mark.parametrize("kwargs", [dict(kind="dilated"), dict(window=0), dict(kind="strided"),
-                                    dict(kind="strided", stride=0)])
+                                    dict(kind="strided", stride=0), dict(block_size=-2)])
 def test_bad_pattern_raises_config_error(kwargs):
     q = torch.randn(1, 1, 8, 4)
     with pytest.raises(ConfigError):
