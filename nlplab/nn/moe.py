@@ -69,6 +69,7 @@ class MoEFeedForward(nn.Module):
         return probs, experts, gates
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """y_t = Σ_k g_k · FFN_{e_k}(x_t) over seated choices, and the balance loss; x (B, T, D) -> (B, T, D), ()."""
         batch, steps, d = x.shape
         tokens = x.reshape(-1, d)
         n, num_experts, cap = len(tokens), self.num_experts, self.capacity(batch * steps)
