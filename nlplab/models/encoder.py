@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from nlplab.data.batching import pad_batch
+from nlplab.models.hf import HFCheckpoint
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
 from nlplab.nn.pooling import masked_mean_pool
 from nlplab.nn.positions import LearnedPositions, check_positions
 from nlplab.nn.transformer import TransformerBlock
-from nlplab.models.hf import HFCheckpoint
 from nlplab.text.wordpiece import WordPieceTokenizer
 
 

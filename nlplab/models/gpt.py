@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlplab.models.hf import HFCheckpoint
 from nlplab.nn import init
-from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
+from nlplab.nn.layers import Dropout, Embedding, LayerNorm, check_impl
 from nlplab.nn.positions import LearnedPositions, check_positions
 from nlplab.nn.transformer import BlockCache, TransformerBlock
-from nlplab.models.hf import HFCheckpoint
 
 
 @dataclass

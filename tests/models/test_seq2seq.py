@@ -11,9 +11,9 @@ from nlplab.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 PAD, BOS, EOS, DIGIT0 = 0, 1, 2, 3
 
 
-def small(impl="fused", norm="post", **kwargs):
+def small(impl="fused", norm="post"):
     cfg = Seq2SeqConfig(src_vocab_size=13, tgt_vocab_size=13, d_model=32, num_heads=4, d_ff=64, num_encoder_layers=2,
-                        num_decoder_layers=2, dropout=0.0, max_positions=16, norm=norm, impl=impl, **kwargs)
+                        num_decoder_layers=2, dropout=0.0, max_positions=16, norm=norm, impl=impl)
     return Seq2SeqTransformer(cfg)
 
 

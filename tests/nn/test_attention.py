@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from nlplab.errors import ConfigError
-from nlplab.nn.attention import MultiHeadAttention, MultiHeadSelfAttention, SelfAttention, scaled_dot_product_attention
+from nlplab.nn.attention import (
+    MultiHeadAttention,
+    MultiHeadSelfAttention,
+    SelfAttention,
+    scaled_dot_product_attention,
+)
 
 F64 = dict(rtol=1e-10, atol=1e-10)
 IMPLS = ["fused", "manual"]

@@ -9,7 +9,13 @@ from torch import nn
 
 from nlplab.errors import ConfigError
 from nlplab.nn.layers import RMSNorm
-from nlplab.nn.positions import LearnedPositions, SinusoidalPositions, check_positions, rope, sinusoidal_positions
+from nlplab.nn.positions import (
+    LearnedPositions,
+    SinusoidalPositions,
+    check_positions,
+    rope,
+    sinusoidal_positions,
+)
 
 F64 = dict(rtol=1e-10, atol=1e-10)
 
