@@ -3,8 +3,9 @@ project to class logits.
 
     ids (B,T) ─Embedding─▶ (B,T,E) ─encoder─▶ (B,D) ─Dropout─Linear─▶ logits (B,C)
 
-Encoders: `bow` (masked mean of the embeddings, then a hidden layer), `textcnn` (convolutions of several
-widths, max over time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs).
+Encoders: `bow` (masked mean of the embeddings, then a hidden layer; with `ngrams > 1` the hashed n-grams of
+the tokens are embedded and averaged too, as in fastText), `textcnn` (convolutions of several widths, max over
+time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nlplab.nn.pooling import masked_max_pool, masked_mean_pool
 from nlplab.nn.rnn import GRU, LSTM, RNN
 
 RECURRENT = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+HASH_PRIME = 1_000_003
 MODELS = ("bow", "textcnn", *RECURRENT)
 IMPLS = ("fused", "manual")
 
@@ -45,6 +47,21 @@ class ClassifierConfig:
     activation: str = "relu"
     pad_id: int = 0
     impl: str = "fused"
+    ngrams: int = 1
+    ngram_buckets: int = 200_000
+
+
+def hashed_ngrams(ids: torch.Tensor, mask: torch.Tensor, n: int, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The n-grams of ids (B, T) as bucket ids (B, T-n+1) in [0, buckets) and their mask (all n tokens real).
+
+    h = (((n·P + w_t)·P + w_t+1)·P + ... ) mod buckets, with P a prime: the fastText hashing trick, which maps
+    the unbounded set of n-grams to a fixed table without a vocabulary (collisions are rare and harmless)."""
+    if ids.shape[1] < n:
+        return ids.new_zeros(ids.shape[0], 0), mask.new_zeros(mask.shape[0], 0)
+    h = torch.full_like(ids[:, : ids.shape[1] - n + 1], n)
+    for w in ids.unfold(1, n, 1).unbind(-1):
+        h = (h * HASH_PRIME + w) % buckets
+    return h, mask.unfold(1, n, 1).all(-1)
 
 
 class TextClassifier(nn.Module):
@@ -56,8 +73,12 @@ class TextClassifier(nn.Module):
             raise ConfigError(f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
         if cfg.impl not in IMPLS:
             raise ConfigError(f"unknown impl {cfg.impl!r}; choose one of {', '.join(IMPLS)}")
+        if cfg.ngrams > 1 and cfg.model != "bow":
+            raise ConfigError(f"ngrams > 1 (hashed n-gram features) works with the bow model only, not {cfg.model!r}")
         self.cfg = cfg
         self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id, impl=cfg.impl)
+        if cfg.ngrams > 1:
+            self.ngram_embedding = Embedding(cfg.ngram_buckets, cfg.embed_dim, impl=cfg.impl)
         if cfg.model == "bow":
             self.encoder = nn.Sequential(Linear(cfg.embed_dim, cfg.hidden_size, impl=cfg.impl),
                                          get_activation(cfg.activation, cfg.impl))
@@ -74,9 +95,13 @@ class TextClassifier(nn.Module):
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B,T), mask (B,T) True on real tokens, lengths (B,) -> sentence vectors (B, D)."""
-        x = self.dropout(self.embedding(ids))
+        x = self.embedding(ids)
         if self.cfg.model == "bow":
-            return self.encoder(masked_mean_pool(x, mask))
+            grams = [hashed_ngrams(ids, mask, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngrams + 1)]
+            x = torch.cat([x, *(self.ngram_embedding(h) for h, _ in grams)], dim=1)
+            mask = torch.cat([mask, *(m for _, m in grams)], dim=1)
+            return self.encoder(masked_mean_pool(self.dropout(x), mask))
+        x = self.dropout(x)
         if self.cfg.model == "textcnn":
             return self.encoder(x, mask)
         outputs, _ = self.encoder(x, lengths)

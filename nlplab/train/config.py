@@ -30,6 +30,8 @@ class TrainConfig:
     num_filters: int = 128
     kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
     activation: str = "relu"
+    ngrams: int = 1
+    ngram_buckets: int = 200000
     dropout: float = 0.2
     epochs: int = 5
     batch_size: int = 64
@@ -76,6 +78,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.window_size >= 1, "window_size must be >= 1"),
+            (self.ngrams >= 1 and self.ngram_buckets >= 1, "ngrams and ngram_buckets must be >= 1"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
             (self.metric in ("accuracy", "macro_f1"), "metric must be accuracy or macro_f1"),
             (self.task == "classify", f"task {self.task!r} is not available yet; use classify"),

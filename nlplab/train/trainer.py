@@ -159,7 +159,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     model_cfg = ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels), embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.pad_id, impl=cfg.impl)
+        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.pad_id, impl=cfg.impl,
+        ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets)
     model = TextClassifier(model_cfg).to(device)
     steps_per_epoch = num_batches(len(splits["train"][0]), cfg.batch_size)
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

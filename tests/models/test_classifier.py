@@ -3,6 +3,7 @@ import torch
 
 from nlplab.errors import ConfigError
 from nlplab.models import MODELS, ClassifierConfig, TextClassifier
+from nlplab.models.classifier import HASH_PRIME, hashed_ngrams
 
 
 def batch(seed=0):
@@ -13,11 +14,14 @@ def batch(seed=0):
     return {"ids": ids.masked_fill(~mask, 0), "mask": mask, "lengths": lengths, "labels": torch.tensor([0, 2, 1, 2])}
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_manual_path_equals_fused_path(model):
+VARIANTS = [dict(model=m) for m in MODELS] + [dict(model="bow", ngrams=3, ngram_buckets=97)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_manual_path_equals_fused_path(variant):
     """The same weights give the same loss, logits and gradients whichever implementation runs them."""
     torch.manual_seed(0)
-    cfg = dict(model=model, vocab_size=50, num_classes=3, embed_dim=8, hidden_size=6, layers=2, num_filters=4, dropout=0.0)
+    cfg = dict(**variant, vocab_size=50, num_classes=3, embed_dim=8, hidden_size=6, layers=2, num_filters=4, dropout=0.0)
     fused = TextClassifier(ClassifierConfig(**cfg, impl="fused")).double()
     manual = TextClassifier(ClassifierConfig(**cfg, impl="manual")).double()
     manual.load_state_dict(fused.state_dict())
@@ -33,11 +37,11 @@ def test_manual_path_equals_fused_path(model):
         torch.testing.assert_close(g1[name], g2[name], atol=1e-10, rtol=1e-8, msg=name)
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_padding_does_not_change_predictions(model):
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_padding_does_not_change_predictions(variant):
     """A sentence's logits do not depend on how much padding its batch carries."""
     torch.manual_seed(0)
-    net = TextClassifier(ClassifierConfig(model=model, vocab_size=50, num_classes=3, embed_dim=8, hidden_size=6, num_filters=4)).double().eval()
+    net = TextClassifier(ClassifierConfig(**variant, vocab_size=50, num_classes=3, embed_dim=8, hidden_size=6, num_filters=4)).double().eval()
     b = batch()
     _, batched = net(b)
     for row, n in enumerate(b["lengths"].tolist()):
@@ -45,8 +49,19 @@ def test_padding_does_not_change_predictions(model):
         torch.testing.assert_close(net(alone)[1][0], batched[row], atol=1e-10, rtol=1e-8)
 
 
+def test_hashed_ngrams_follow_the_formula():
+    ids = torch.tensor([[3, 1, 4, 1], [5, 9, 0, 0]])
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    h, m = hashed_ngrams(ids, mask, 2, 1000)
+    expected = [[((2 * HASH_PRIME + a) * HASH_PRIME + b) % 1000 for a, b in zip(row, row[1:])] for row in ids.tolist()]
+    assert h.tolist() == expected and m.tolist() == [[True] * 3, [True, False, False]]
+    assert hashed_ngrams(ids[:, :1], mask[:, :1], 2, 1000)[0].shape == (2, 0)
+
+
 def test_bad_model_or_impl():
     with pytest.raises(ConfigError, match="unknown model"):
         TextClassifier(ClassifierConfig(model="bert", vocab_size=5))
     with pytest.raises(ConfigError, match="unknown impl"):
         TextClassifier(ClassifierConfig(vocab_size=5, impl="cuda"))
+    with pytest.raises(ConfigError, match="bow model only"):
+        TextClassifier(ClassifierConfig(model="lstm", vocab_size=5, ngrams=2))
