@@ -13,6 +13,10 @@ How it differs from the decoder of the original Transformer (Vaswani et al., 201
 - tied embeddings: the output layer reuses the token embedding matrix, logits = h E_tokenᵀ;
 - GELU (tanh form) in the feed-forward network instead of ReLU;
 - initialisation N(0, 0.02), with the projections into the residual stream scaled by 1/√(2L).
+
+With `moe_experts` = E > 0 every block's FFN is a mixture of E experts (`nlplab.nn.moe`, Switch / GShard routing);
+after each forward `GPT.aux_loss` holds the sum over blocks of their load-balancing losses, which training adds
+to the language-model loss with a small weight (Switch uses 0.01): loss = LM loss + 0.01 · aux_loss.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from nlplab.nn.transformer import BlockCache, TransformerBlock
 @dataclass
 class GPTConfig:
     """Shape of a GPT; the defaults are GPT-2 small's (124M). d_ff = n_inner or 4·n_embd. `dropout` serves
-    embeddings, attention weights and sublayer outputs."""
+    embeddings, attention weights and sublayer outputs. moe_experts = 0 keeps the dense FFN; E > 0 puts E experts
+    of width d_ff in each block, each token routed to its moe_top_k (1 or 2), at most
+    ⌈moe_capacity_factor · tokens · top_k / E⌉ tokens per expert."""
 
     vocab_size: int = 50257
     block_size: int = 1024
@@ -48,6 +54,9 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     activation: str = "gelu_tanh"
     impl: str = "fused"
+    moe_experts: int = 0
+    moe_top_k: int = 1
+    moe_capacity_factor: float = 1.25
 
     @classmethod
     def from_hf(cls, ckpt: HFCheckpoint, impl: str = "fused") -> GPTConfig:
@@ -70,34 +79,40 @@ class GPT(nn.Module):
         self.drop = Dropout(cfg.dropout, impl)
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.n_embd, cfg.n_head, cfg.n_inner or 4 * cfg.n_embd, cfg.dropout, "pre", cfg.activation,
-                             eps=cfg.layer_norm_eps, bias=cfg.bias, impl=impl)
+                             eps=cfg.layer_norm_eps, bias=cfg.bias, impl=impl, experts=cfg.moe_experts,
+                             top_k=cfg.moe_top_k, capacity_factor=cfg.moe_capacity_factor)
             for _ in range(cfg.n_layer))
         self.final_norm = LayerNorm(cfg.n_embd, cfg.layer_norm_eps, impl)
+        self.aux_loss = torch.zeros(())
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2's init: weights N(0, 0.02), biases 0, LayerNorms (1, 0); attn.out and ffn.fc2, which add into the
-        residual stream once per sublayer, N(0, 0.02/√(2L)) so that the stream's variance does not grow with L."""
+        """GPT-2's init: weights N(0, 0.02), biases 0, LayerNorms (1, 0); attn.out and ffn.fc2 (the experts' w2
+        with MoE), which add into the residual stream once per sublayer, N(0, 0.02/√(2L)) so that the stream's
+        variance does not grow with L."""
         for name, p in self.named_parameters():
             if "norm" in name:
                 continue
-            if name.endswith("bias"):
+            if name.endswith(("bias", "ffn.b1", "ffn.b2")):
                 nn.init.zeros_(p)
             else:
-                residual = name.endswith(("attn.out.weight", "ffn.fc2.weight"))
+                residual = name.endswith(("attn.out.weight", "ffn.fc2.weight", "ffn.w2"))
                 init.normal_(p, 0.02 / math.sqrt(2 * self.cfg.n_layer) if residual else 0.02)
 
     def forward(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
         """ids (B, T) -> (logits (B, T, vocab_size), cache). With the cache of earlier calls, ids are the next T
-        tokens (positions continue after the cached ones) and the logits equal those of the full forward."""
+        tokens (positions continue after the cached ones) and the logits equal those of the full forward.
+        Sets `self.aux_loss` () to the blocks' summed MoE balance loss (0 without experts)."""
         past = 0 if cache is None else cache[0][0][0].shape[2]
         check_positions(past + ids.shape[1], self.cfg.block_size)
         x = self.tokens(ids) + self.positions(torch.arange(past, past + ids.shape[1], device=ids.device))
         x = self.drop(x)
-        new_cache = []
+        new_cache, aux = [], []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, causal=True, cache=None if cache is None else cache[i])
             new_cache.append(layer_cache)
+            aux.append(block.aux_loss)
+        self.aux_loss = torch.stack(aux).sum()
         x = self.final_norm(x)
         logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
         return logits, new_cache

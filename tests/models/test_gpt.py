@@ -87,3 +87,34 @@ def test_fused_and_manual_agree_and_init_is_gpt2s():
     assert abs(fused.tokens.weight.std().item() - 0.02) < 0.002
     assert abs(fused.blocks[0].attn.out.weight.std().item() - 0.02 / 8 ** 0.5) < 0.001
     assert fused.blocks[0].ffn.fc1.bias.eq(0).all() and fused.final_norm.weight.eq(1).all()
+
+
+def test_dense_gpt_has_zero_aux_loss_and_gpt2_parameter_names(hf_folder):
+    model = GPT.from_pretrained(hf_folder)
+    model(torch.randint(0, 100, (1, 5)))
+    assert model.aux_loss.item() == 0.0
+    assert not any("router" in name for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_moe_gpt_learns_a_toy_sequence_task(top_k):
+    """Next token = current + 1 (mod 16) from a random start: the loss (LM + 0.01 · aux) falls well below its start."""
+    torch.manual_seed(5)
+    cfg = GPTConfig(vocab_size=16, block_size=12, n_layer=2, n_head=2, n_embd=32, moe_experts=4, moe_top_k=top_k)
+    model = GPT(cfg)
+    assert model.blocks[0].ffn.b1.eq(0).all()
+    assert abs(model.blocks[0].ffn.w2.std().item() - 0.02 / 2) < 0.002
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        ids = (torch.randint(0, 16, (16, 1)) + torch.arange(12)) % 16
+        logits, _ = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), ids[:, 1:].reshape(-1)) + 0.01 * model.aux_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.3 * sum(losses[:5]) / 5
+    model(ids)
+    routers = [block.ffn.router.weight for block in model.blocks]
+    assert all(g.abs().sum() > 0 for g in torch.autograd.grad(model.aux_loss, routers))

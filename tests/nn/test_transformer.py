@@ -9,7 +9,7 @@ from torch import nn
 from nlplab.errors import ConfigError
 from nlplab.nn.transformer import TransformerBlock
 
-F64 = dict(rtol=1e-9, atol=1e-9)
+F64 = {"rtol": 1e-9, "atol": 1e-9}
 IMPLS = ["fused", "manual"]
 D, HEADS, FF, B, T, S = 8, 2, 16, 3, 5, 6
 
@@ -95,3 +95,18 @@ def test_block_options_are_checked():
         TransformerBlock(D, HEADS, FF, norm="middle")
     with pytest.raises(ConfigError, match="context"):
         TransformerBlock(D, HEADS, FF, cross_attention=True)(torch.randn(1, 2, D))
+
+
+def test_moe_block_is_attention_then_mixture_of_experts():
+    """With experts the FFN sublayer is x + MoE(LN(x)) and the block keeps the MoE's balance loss."""
+    torch.manual_seed(6)
+    block = TransformerBlock(D, HEADS, FF, dropout=0.0, norm="pre", experts=4, top_k=2).double()
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    out, _ = block(x, causal=True)
+    h = x + block.attn(block.attn_norm(x), causal=True)[0]
+    y, aux = block.ffn(block.ffn_norm(h))
+    torch.testing.assert_close(out, h + y, **F64)
+    torch.testing.assert_close(block.aux_loss, aux, **F64)
+    dense = TransformerBlock(D, HEADS, FF, dropout=0.0).double()
+    dense(x)
+    assert dense.aux_loss.item() == 0.0
