@@ -83,6 +83,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{run.labels[best]}\t{p[best]:.4f}\t{text}")
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from nlplab.data import read_lines
+    from nlplab.io import atomic_write
+    from nlplab.models.encoder import embed_texts
+    from nlplab.train.trainer import Run, resolve_device
+
+    texts = [line for line in read_lines(args.input) if line.strip()]
+    if (Path(args.model) / "config.yaml").is_file():
+        vectors = Run.load(args.model, args.device).embeddings(texts, args.batch_size)
+    else:
+        vectors = embed_texts(args.model, texts, args.batch_size, resolve_device(args.device))
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, vectors.numpy())
+
+    atomic_write(args.out, write)
+    print(f"{len(texts)} sentence embeddings of size {vectors.shape[1]} written to {args.out}")
+
+
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from nlplab.data import read_lines
     from nlplab.text import build_tokenizer
@@ -138,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*")
     p.add_argument("--input", help="file with one text per line")
     p.add_argument("--device", default="auto")
+    p = sub.add_parser("embed", help="one sentence embedding per input line, saved as a NumPy .npy file")
+    p.add_argument("model", help="an nlplab run, a Hugging Face BERT folder, or all-MiniLM-L6-v2")
+    p.add_argument("--input", required=True, help="text file, one sentence per line (blank lines skipped)")
+    p.add_argument("--out", required=True, help="output .npy file, shape (lines, dim)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
     sub.add_parser("data", help="list the named data sets and whether they are available")
     tok = sub.add_parser("tokenizer", help="train or use a tokenizer").add_subparsers(dest="tokenizer_command", required=True)
     p = tok.add_parser("train", help="train a tokenizer on text files (one text per line)")
@@ -154,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "embed": cmd_embed, "data": cmd_data}
 TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}
 
 

@@ -38,6 +38,24 @@ def test_train_eval_predict(tiny_tsv, tmp_path, capsys):
     assert f"{unknown}:3: unknown label '7'" in capsys.readouterr().err
 
 
+def test_embed_with_pretrained_minilm_and_with_a_run(tiny_tsv, tmp_path, capsys):
+    import numpy as np
+
+    from nlplab.models.encoder import embed_texts
+
+    texts = tmp_path / "s.txt"
+    texts.write_text("这家酒店服务很好\n\nThe movie was great.\n", encoding="utf-8")
+    assert main(["embed", "all-MiniLM-L6-v2", "--input", str(texts), "--out", str(tmp_path / "e.npy"), "--device", "cpu"]) == 0
+    vectors = np.load(tmp_path / "e.npy")
+    assert vectors.shape == (2, 384)
+    np.testing.assert_allclose(vectors, embed_texts("all-MiniLM-L6-v2", ["这家酒店服务很好", "The movie was great."]).numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_tsv), "--model", "lstm", "--out", str(run), *FAST]) == 0
+    assert main(["embed", str(run), "--input", str(texts), "--out", str(tmp_path / "r.npy")]) == 0
+    assert np.load(tmp_path / "r.npy").shape == (2, 32)
+
+
 def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump({"data": str(tiny_tsv), "hidden-size": 8, "epochs": 1, "window_size": 5}), encoding="utf-8")
@@ -54,12 +72,13 @@ def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
         (["train", "--data", "{tmp}/gbk.tsv", "--out", "{tmp}/r"], "gbk.tsv:2: not valid UTF-8"),
         (["train", "--data", "{tmp}/empty.tsv", "--out", "{tmp}/r"], "empty.tsv: the file is empty"),
         (["train", "--data", "{tmp}/ragged.tsv", "--out", "{tmp}/r"], "ragged.tsv:3: expected 2 tab-separated columns"),
-        (["train", "--data", "{tsv}", "--model", "transformer", "--out", "{tmp}/r"], "unknown model 'transformer'"),
+        (["train", "--data", "{tsv}", "--model", "gpt", "--out", "{tmp}/r"], "unknown model 'gpt'"),
         (["train", "--data", "{tsv}", "--optimizer", "lbfgs", "--out", "{tmp}/r"], "unknown optimizer 'lbfgs'"),
         (["train", "--data", "{tsv}", "--dropout", "1.5", "--out", "{tmp}/r"], "dropout must be in"),
         (["train", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/r"], "config file not found"),
         (["train", "--data", "{tsv}", "--out", "{tmp}/r", "--resume"], "nothing to resume"),
         (["eval", "{tmp}"], "not a run directory"),
+        (["embed", "{tmp}/nowhere", "--input", "{tsv}", "--out", "{tmp}/e.npy"], "config.json: not found"),
         (["tokenizer", "encode", "{tmp}/none", "hi"], "no such tokenizer"),
     ],
 )

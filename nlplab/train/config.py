@@ -27,6 +27,8 @@ class TrainConfig:
     embed_dim: int = 128
     hidden_size: int = 128
     layers: int = 1
+    heads: int = 4
+    init_from: str | None = None
     num_filters: int = 128
     kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
     activation: str = "relu"
@@ -81,6 +83,7 @@ class TrainConfig:
             (self.ngrams >= 1 and self.ngram_buckets >= 1, "ngrams and ngram_buckets must be >= 1"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
             (self.metric in ("accuracy", "macro_f1"), "metric must be accuracy or macro_f1"),
+            (self.init_from is None or self.model == "transformer", "init_from (a pretrained encoder folder) needs model: transformer"),
             (self.task == "classify", f"task {self.task!r} is not available yet; use classify"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]

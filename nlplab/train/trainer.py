@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 from nlplab.data.batching import batches, num_batches
 from nlplab.data.readers import Example
 from nlplab.data.registry import TextDataset, load_dataset
-from nlplab.errors import DataError, RunError
+from nlplab.errors import ConfigError, DataError, RunError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
+from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty, l2_penalty
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
@@ -91,6 +92,16 @@ class Run:
         _, probs = evaluate(self.model, ids, None, batch_size, self.tokenizer.pad_id, self.device)
         return probs
 
+    @torch.no_grad()
+    def embeddings(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Unit-length sentence vectors (N, D): the model's pooled encoding of each text, before its head."""
+        ids = encode_texts(self.tokenizer, [(t, "") for t in texts], self.cfg.window_size)
+        vectors = []
+        for batch in batches(ids, None, batch_size, self.tokenizer.pad_id):
+            batch = to_device(batch, self.device)
+            vectors.append(self.model.encode(batch["ids"], batch["mask"], batch["lengths"]).float().cpu())
+        return torch.nn.functional.normalize(torch.cat(vectors), dim=-1)
+
     def evaluate(self, examples: list[Example], source: str) -> dict[str, Any]:
         """classification_report of the model on labelled `examples`."""
         ids = encode_texts(self.tokenizer, examples, self.cfg.window_size)
@@ -130,14 +141,37 @@ def autocast(device: torch.device) -> torch.autocast:
 
 
 def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TextDataset, Tokenizer]:
-    """Load the data and the tokenizer: a saved one (`--tokenizer DIR`, or the run's own on resume), else train one."""
+    """Load the data and the tokenizer: a saved one (the run's own on resume, the pretrained encoder's with
+    `--init-from`, or `--tokenizer DIR`), else train one on the training texts."""
     data = load_dataset(cfg.data, cfg.dev)
     if resume and (run_dir / "tokenizer").is_dir():
         return data, load_tokenizer(run_dir / "tokenizer")
+    if cfg.init_from is not None:
+        return data, load_tokenizer(cfg.init_from)
     if Path(cfg.tokenizer).exists():
         return data, load_tokenizer(cfg.tokenizer)
     tok = build_tokenizer(cfg.tokenizer).train((t for t, _ in data.train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
     return data, tok
+
+
+def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncoder | None) -> dict[str, Any] | None:
+    """BertConfig fields of the `transformer` classifier: the pretrained encoder's, or a small encoder sized by the
+    config (hidden_size, layers, heads, a 4x feed-forward, one position per window slot)."""
+    if cfg.model != "transformer":
+        return None
+    if pretrained is not None:
+        shape = asdict(pretrained.cfg)
+        if cfg.window_size > shape["max_position_embeddings"]:
+            raise ConfigError(f"window_size {cfg.window_size} exceeds the {shape['max_position_embeddings']} positions of "
+                              f"{cfg.init_from}; use --window-size {shape['max_position_embeddings']} or less")
+    else:
+        if cfg.hidden_size % cfg.heads:
+            raise ConfigError(f"hidden_size {cfg.hidden_size} must be divisible by heads {cfg.heads}")
+        shape = asdict(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
+                                  num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.window_size,
+                                  dropout=cfg.dropout, pad_token_id=tokenizer.pad_id))
+    shape.pop("impl")
+    return shape
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -156,12 +190,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
               for name in ("train", "dev", "test")}
 
     torch.manual_seed(cfg.seed)
+    pretrained = BertEncoder.from_pretrained(cfg.init_from) if cfg.init_from is not None and not resume else None
     model_cfg = ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels), embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
         kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.pad_id, impl=cfg.impl,
-        ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets)
-    model = TextClassifier(model_cfg).to(device)
+        ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=transformer_shape(cfg, tokenizer, pretrained))
+    model = TextClassifier(model_cfg)
+    if pretrained is not None:
+        model.encoder.load_state_dict(pretrained.state_dict())
+    model = model.to(device)
     steps_per_epoch = num_batches(len(splits["train"][0]), cfg.batch_size)
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                 momentum=cfg.momentum, impl=cfg.impl)

@@ -14,10 +14,12 @@ def batch(seed=0):
     return {"ids": ids.masked_fill(~mask, 0), "mask": mask, "lengths": lengths, "labels": torch.tensor([0, 2, 1, 2])}
 
 
-VARIANTS = [dict(model=m) for m in MODELS] + [dict(model="bow", ngrams=3, ngram_buckets=97)]
+TINY_BERT = dict(vocab_size=50, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16, max_position_embeddings=16, dropout=0.0)
+VARIANTS = [dict(model=m) for m in MODELS if m != "transformer"] + [
+    dict(model="bow", ngrams=3, ngram_buckets=97), dict(model="transformer", bert=TINY_BERT)]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values() if not isinstance(x, dict)))
 def test_manual_path_equals_fused_path(variant):
     """The same weights give the same loss, logits and gradients whichever implementation runs them."""
     torch.manual_seed(0)
@@ -37,7 +39,7 @@ def test_manual_path_equals_fused_path(variant):
         torch.testing.assert_close(g1[name], g2[name], atol=1e-10, rtol=1e-8, msg=name)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values() if not isinstance(x, dict)))
 def test_padding_does_not_change_predictions(variant):
     """A sentence's logits do not depend on how much padding its batch carries."""
     torch.manual_seed(0)
@@ -63,5 +65,7 @@ def test_bad_model_or_impl():
         TextClassifier(ClassifierConfig(model="bert", vocab_size=5))
     with pytest.raises(ConfigError, match="unknown impl"):
         TextClassifier(ClassifierConfig(vocab_size=5, impl="cuda"))
+    with pytest.raises(ConfigError, match="needs its encoder shape"):
+        TextClassifier(ClassifierConfig(model="transformer", vocab_size=5))
     with pytest.raises(ConfigError, match="bow model only"):
         TextClassifier(ClassifierConfig(model="lstm", vocab_size=5, ngrams=2))

