@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
-import json
 import math
 import os
 import statistics
@@ -38,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speed_bench import git_commit, machine
+from common import git_commit, machine, write_result
 from torch import Tensor
 
-from nlplab.io import atomic_write, atomic_write_text
+from nlplab.io import atomic_write
 from nlplab.nn.sparse_attention import pattern_mask, sparse_attention
 
 METHODS = ("full", "local", "strided")
@@ -200,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "score tensor",
               "fit": f"least squares of log(cost) on log(n) over n >= {FIT_FROM}",
               "wall_seconds": time.perf_counter() - start, "methods": methods}
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "sparse_attention.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / "sparse_attention.md", markdown(result))
+    write_result("sparse_attention", result, markdown(result), args.out)
     plot(result, args.out / "sparse_attention.png")
     print(markdown(result))
 

@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,12 +26,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import git_commit, machine, write_result
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlplab.data import load_dataset
 from nlplab.data.batching import Batch, batches
-from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.optim import build_optimizer
 from nlplab.text import CharTokenizer
@@ -175,26 +172,6 @@ def bench_model(cfg: TrainConfig, data: list[Batch], vocab_size: int, pad_id: in
             "ratio_manual_over_plain": median["nlplab-manual"] / plain}
 
 
-def machine() -> dict[str, object]:
-    """Platform, CPU model, core count, torch version."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": models[0] if models else platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__}
-
-
-def git_commit() -> str | None:
-    """The checked-out commit, with '+dirty' when tracked files differ from it; None outside a git checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 HEADER = ("| model | plain torch.nn (samples/s) | nlplab fused (samples/s) | nlplab manual (samples/s) "
           "| fused / plain | manual / plain |\n|---|---:|---:|---:|---:|---:|")
 
@@ -246,8 +223,7 @@ def main(argv: list[str] | None = None) -> None:
               "window_size": cfg.window_size, "embed_dim": cfg.embed_dim, "hidden_size": cfg.hidden_size,
               "steps": args.steps, "rounds": args.rounds, "warmup": args.warmup,
               "wall_seconds": time.perf_counter() - start, "models": results}
-    atomic_write_text(args.out / "speed.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / "speed.md", markdown(result))
+    write_result("speed", result, markdown(result), args.out)
 
 
 if __name__ == "__main__":

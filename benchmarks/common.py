@@ -1,0 +1,45 @@
+"""What every benchmark records beside its figures: the machine, the commit, and the result files.
+
+    from common import git_commit, machine, write_result   # benchmarks/ is on sys.path when a script runs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from nlplab.io import atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, object]:
+    """Platform, Python version, CPU model (from /proc/cpuinfo), core count, torch version."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu": models[0] if models else platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__}
+
+
+def git_commit() -> str | None:
+    """The checked-out commit, with '+dirty' when tracked files differ from it; None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def write_result(name: str, payload: dict[str, object], markdown: str, out: Path = RESULTS) -> None:
+    """Write out/name.json (payload, indented) and out/name.md (the Markdown table), each atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{name}.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out / f"{name}.md", markdown)
