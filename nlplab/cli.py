@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for name, field in TrainConfig.fields().items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(str(field.type)), default=None,
-                       help=f"(default: {field.default if field.default is not field.default_factory else field.default_factory()})")
+                       help=f"(default: {field.default_factory() if field.default is dataclasses.MISSING else field.default})")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

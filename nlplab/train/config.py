@@ -37,6 +37,7 @@ class TrainConfig:
     dropout: float = 0.2
     epochs: int = 5
     batch_size: int = 64
+    bucket: int = 50
     lr: float = 2e-3
     optimizer: str = "adam"
     momentum: float = 0.9
@@ -77,6 +78,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.bucket >= 0, "bucket (batches per length bucket, 0 = plain shuffle) must be >= 0"),
             (self.lr > 0, "lr must be > 0"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.window_size >= 1, "window_size must be >= 1"),

@@ -120,20 +120,20 @@ def evaluate(model: TextClassifier, ids: list[list[int]], y: list[int] | None, b
     """Mean loss (nan without labels) and probabilities (N, C) of `model` over a data set, in eval mode."""
     was_training = model.training
     model.eval()
-    total, probs = 0.0, []
-    for batch in batches(ids, y, batch_size, pad_id):
+    total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
+    for batch in batches(ids, y, batch_size, pad_id, bucket=len(ids)):
         with autocast(device):
             loss, logits = model(to_device(batch, device))
         if loss is not None:
             total += loss.item() * len(batch["ids"])
-        probs.append(torch.softmax(logits.float(), -1).cpu())
+        probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
     model.train(was_training)
-    return (total / len(ids) if y is not None else float("nan")), torch.cat(probs)
+    return (total / len(ids) if y is not None else float("nan")), probs
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    # lengths stay on the CPU: packed RNN sequences need them there
-    return {k: v if k == "lengths" else v.to(device, non_blocking=True) for k, v in batch.items()}
+    # lengths stay on the CPU (packed RNN sequences need them there), and so do the row indices
+    return {k: v if k in ("lengths", "rows") else v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def autocast(device: torch.device) -> torch.autocast:
@@ -233,7 +233,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)
         order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(batches(train_ids, train_y, cfg.batch_size, tokenizer.pad_id, shuffle=True, generator=order),
+        bar = tqdm(batches(train_ids, train_y, cfg.batch_size, tokenizer.pad_id, shuffle=True, generator=order, bucket=cfg.bucket),
                    total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress if progress is not None else None, leave=False)
         for batch in bar:
             batch = to_device(batch, device)
@@ -274,7 +274,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     stopper.restore(model)
     save_weights(run_dir / "model.safetensors", model)
     dev_loss, dev_probs = evaluate(model, *splits["dev"], 256, tokenizer.pad_id, device)
-    test_loss, test_probs = evaluate(model, *splits["test"], 256, tokenizer.pad_id, device)
+    same = data.test is data.dev
+    test_loss, test_probs = (dev_loss, dev_probs) if same else evaluate(model, *splits["test"], 256, tokenizer.pad_id, device)
     metrics = {
         "data": cfg.data, "notes": data.notes, "best_epoch": stopper.best_epoch, "epochs_run": len(history),
         "train_seconds": sum(h["seconds"] for h in history),

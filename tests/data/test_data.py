@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nlplab.data import load_dataset, read_labelled_tsv
-from nlplab.data.batching import batches, pad_batch
+from nlplab.data.batching import batch_rows, batches, pad_batch
 from nlplab.data.registry import tsv_folder
 from nlplab.errors import DataError, NlplabError
 
@@ -77,3 +77,15 @@ def test_padding_and_masks():
     seqs = [[i] for i in range(10)]
     order = lambda g: [b["ids"][:, 0].tolist() for b in batches(seqs, None, 4, 0, shuffle=True, generator=g)]
     assert order(g1) == order(g2) != [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_length_buckets_keep_every_row_once_and_pad_less():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 200, (1000,), generator=g).tolist()
+    plain = batch_rows(lengths, 10, shuffle=True, generator=torch.Generator().manual_seed(1))
+    bucketed = batch_rows(lengths, 10, shuffle=True, generator=torch.Generator().manual_seed(1), bucket=20)
+    assert sorted(r for b in bucketed for r in b) == list(range(1000))
+    padded = lambda groups: sum(len(b) * max(lengths[r] for r in b) for b in groups)
+    assert padded(bucketed) < 0.7 * padded(plain)
+    assert bucketed == batch_rows(lengths, 10, shuffle=True, generator=torch.Generator().manual_seed(1), bucket=20)
+    assert batch_rows([3, 1, 2], 2, bucket=5) == [[1, 2], [0]]
