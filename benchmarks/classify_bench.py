@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -23,13 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from sklearn.base import ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
+from common import machine
 from nlplab.data.registry import TextDataset, load_dataset
 from nlplab.train.config import TrainConfig, read_yaml
 from nlplab.train.trainer import train
@@ -41,21 +39,6 @@ BASELINES: dict[str, list[tuple[str, ClassifierMixin]]] = {
     "ewect": [("tfidf-char1-3+LogisticRegression", LogisticRegression(max_iter=1000)),
               ("tfidf-char1-3+LinearSVC", LinearSVC())],
 }
-
-
-def machine() -> dict[str, Any]:
-    """Platform, CPU model, core count, library versions and load (other processes skew timings) of this machine."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def recipe(data: str, model: str, epochs: int | None) -> tuple[TrainConfig, str]:

@@ -19,12 +19,14 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, object]:
-    """Platform, Python version, CPU model (from /proc/cpuinfo), core count, torch version."""
+    """Platform, Python version, CPU model (from /proc/cpuinfo), core count, torch version and threads, and the
+    load average now (other processes skew timings)."""
     cpuinfo = Path("/proc/cpuinfo")
     models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
               if line.startswith("model name")] if cpuinfo.exists() else []
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": models[0] if models else platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__}
+            "cpu": models[0] if models else platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()}
 
 
 def git_commit() -> str | None:

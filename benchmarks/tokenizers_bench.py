@@ -27,7 +27,6 @@ import datetime
 import json
 import multiprocessing
 import os
-import platform
 import re
 import resource
 import statistics
@@ -41,6 +40,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # single-thread encodi
 
 import snownlp  # noqa: E402
 
+from common import machine  # noqa: E402
 from nlplab.data.readers import read_labelled_tsv, read_lines  # noqa: E402
 from nlplab.data.registry import find_data_dir  # noqa: E402
 from nlplab.io import atomic_write_text  # noqa: E402
@@ -281,11 +281,6 @@ def part_wordpiece() -> dict[str, Any]:
     print(f"wordpiece: {len(texts)} texts, {different} with different ids", flush=True)
     return {"texts": len(texts), "sources": "sst2 train, chnsenticorp train, clue_small", "texts_with_different_ids": different,
             "tokens": sum(map(len, expected)), "nlplab_seconds": ours_seconds, "bert_tokenizer_fast_seconds": hf_seconds}
-
-
-def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count(),
-            "load_average_at_start": os.getloadavg()}
 
 
 def markdown(result: dict[str, Any]) -> str:
