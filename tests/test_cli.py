@@ -56,6 +56,18 @@ def test_embed_with_pretrained_minilm_and_with_a_run(tiny_tsv, tmp_path, capsys)
     assert np.load(tmp_path / "r.npy").shape == (2, 32)
 
 
+def test_train_on_a_trained_byte_level_bpe_tokenizer(tiny_tsv, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(line.split("\t")[1] + "\n" for line in tiny_tsv.read_text(encoding="utf-8").splitlines()[1:]), encoding="utf-8")
+    assert main(["tokenizer", "train", "--algo", "bytebpe", "--vocab-size", "300", "--input", str(corpus), "--out", str(tmp_path / "tok")]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_tsv), "--tokenizer", str(tmp_path / "tok"), "--out", str(run), *FAST]) == 0
+    assert last_json(capsys.readouterr().out)["accuracy"] > 0.8
+    model = json.loads((run / "model.json").read_text())
+    assert model["vocab_size"] == 300 and model["pad_id"] is None  # byte-level BPE has no [PAD]: id 0 is the byte "!"
+    assert (run / "tokenizer" / "tokenizer.json").read_text() == (tmp_path / "tok" / "tokenizer.json").read_text()
+
+
 def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump({"data": str(tiny_tsv), "hidden-size": 8, "epochs": 1, "window_size": 5}), encoding="utf-8")

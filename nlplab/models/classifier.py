@@ -48,7 +48,8 @@ class ClassifierConfig:
     num_filters: int = 128
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     activation: str = "relu"
-    pad_id: int = 0
+    pad_id: int | None = 0
+    """The [PAD] token's id (its embedding stays zero), or None when the tokenizer has no [PAD]."""
     impl: str = "fused"
     ngrams: int = 1
     ngram_buckets: int = 200_000

@@ -28,6 +28,7 @@ from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
 from nlplab.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty, l2_penalty
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.text.base import PAD
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
 from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.curves import plot_history
@@ -169,7 +170,7 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
             raise ConfigError(f"hidden_size {cfg.hidden_size} must be divisible by heads {cfg.heads}")
         shape = asdict(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
                                   num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.window_size,
-                                  dropout=cfg.dropout, pad_token_id=tokenizer.pad_id))
+                                  dropout=cfg.dropout, pad_token_id=tokenizer.vocab.get(PAD)))
     shape.pop("impl")
     return shape
 
@@ -194,7 +195,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     model_cfg = ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=len(labels), embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.pad_id, impl=cfg.impl,
+        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl,
         ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=transformer_shape(cfg, tokenizer, pretrained))
     model = TextClassifier(model_cfg)
     if pretrained is not None:
