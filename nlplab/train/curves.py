@@ -14,6 +14,7 @@ def plot_history(history: Sequence[dict], path: str | Path, metric: str = "accur
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -23,6 +24,7 @@ def plot_history(history: Sequence[dict], path: str | Path, metric: str = "accur
             if all(name in h for h in history):
                 ax.plot(epochs, [h[name] for h in history], marker="o", label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
