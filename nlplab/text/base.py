@@ -116,9 +116,21 @@ class Tokenizer(ABC):
         """The text of `ids`, special tokens left out."""
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`; out-of-vocabulary tokens map to [UNK] (dropped if there is none)."""
-        ids = (self.token_to_id(t) for t in self.tokenize(text))
-        return [i for i in ids if i is not None]
+        """Token ids of `text`: special tokens as they are, every other pre-tokenized word through `word_ids`."""
+        ids: list[int] = []
+        for piece, special in self.split_special_tokens(text):
+            if special:
+                ids.append(self.vocab[piece])
+            else:
+                for word in self.words(piece):
+                    ids.extend(self.word_ids(word))
+        return ids
+
+    def word_ids(self, word: str) -> Sequence[int]:
+        """Ids of one pre-tokenized word: its own id, else [UNK]'s (nothing when there is no [UNK]).
+        Subword tokenizers replace this by their cached merge or longest-match encoding."""
+        i = self.token_to_id(word)
+        return () if i is None else (i,)
 
     def options(self) -> dict[str, Any]:
         """Constructor options beyond the vocabulary, stored in tokenizer_config.json."""

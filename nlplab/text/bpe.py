@@ -136,7 +136,7 @@ class BPETokenizer(Tokenizer):
                 raise TokenizerError(f"merge {rank} ({a!r}, {b!r}) uses a token missing from the vocabulary; the tokenizer file is corrupted")
             self._ranks.setdefault((ids[0], ids[1]), rank)
             self._merged.append(ids[2])
-        self._word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
+        self.word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
 
     def _initial_ids(self, word: str) -> list[int]:
         unk = self.unk_id
@@ -145,17 +145,6 @@ class BPETokenizer(Tokenizer):
 
     def _encode_word(self, word: str) -> tuple[int, ...]:
         return tuple(apply_merges(self._initial_ids(word), self._ranks, self._merged))
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`: special tokens as they are, every other word through the merges (cached)."""
-        ids: list[int] = []
-        for piece, special in self.split_special_tokens(text):
-            if special:
-                ids.append(self.vocab[piece])
-            else:
-                for word in self.words(piece):
-                    ids.extend(self._word_ids(word))
-        return ids
 
     def tokenize(self, text: str) -> list[str]:
         return [self.id_to_token[i] for i in self.encode(text)]

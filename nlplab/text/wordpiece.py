@@ -59,7 +59,7 @@ class WordPieceTokenizer(Tokenizer):
         self.unk_token, self.prefix, self.max_input_chars_per_word = unk_token, prefix, max_input_chars_per_word
         self.cls_token, self.sep_token = cls_token, sep_token
         self.merges: list[tuple[str, str]] = []
-        self._word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
+        self.word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
 
     def words(self, text: str) -> list[str]:
         """BERT's basic tokenizer on `text` (which holds no special token)."""
@@ -91,7 +91,7 @@ class WordPieceTokenizer(Tokenizer):
         merges = self._score_merges(counts, tokens, vocab, vocab_size, min_freq, progress)
         self._set_vocab(vocab)
         self.merges = [(tokens[a], tokens[b]) for a, b in merges]
-        self._word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
+        self.word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
         return self
 
     def _score_merges(self, counts: PairCounts, tokens: list[str], vocab: dict[str, int], vocab_size: int, min_freq: int, progress: bool) -> list[Pair]:
@@ -163,13 +163,7 @@ class WordPieceTokenizer(Tokenizer):
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of `text`, wrapped in [CLS] ... [SEP] (when the vocabulary has them) unless told otherwise."""
-        ids: list[int] = []
-        for piece, special in self.split_special_tokens(text):
-            if special:
-                ids.append(self.vocab[piece])
-            else:
-                for word in self.words(piece):
-                    ids.extend(self._word_ids(word))
+        ids = super().encode(text)
         if add_special_tokens and self.cls_token in self.vocab and self.sep_token in self.vocab:
             ids = [self.vocab[self.cls_token], *ids, self.vocab[self.sep_token]]
         return ids
