@@ -1,0 +1,21 @@
+"""Learning by hand in NumPy: Nielsen's sigmoid network with backprop, and gradient descent on y = w1·x² + w2·x + w3."""
+
+from nlplab.scratch.network import (
+    COSTS,
+    CrossEntropyCost,
+    Network,
+    QuadraticCost,
+    one_hot,
+    sigmoid,
+    sigmoid_prime,
+)
+
+__all__ = [
+    "COSTS",
+    "CrossEntropyCost",
+    "Network",
+    "QuadraticCost",
+    "one_hot",
+    "sigmoid",
+    "sigmoid_prime",
+]
