@@ -9,12 +9,18 @@ from nlplab.scratch.network import (
     sigmoid,
     sigmoid_prime,
 )
+from nlplab.scratch.quadratic import Fit, compare, fit, least_squares, make_data
 
 __all__ = [
     "COSTS",
     "CrossEntropyCost",
+    "Fit",
     "Network",
     "QuadraticCost",
+    "compare",
+    "fit",
+    "least_squares",
+    "make_data",
     "one_hot",
     "sigmoid",
     "sigmoid_prime",
