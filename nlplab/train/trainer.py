@@ -188,7 +188,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     data, tokenizer = prepare(cfg, run_dir, resume)
     labels = data.labels
     splits = {name: (encode_texts(tokenizer, data.split(name), cfg.window_size), label_ids(data.split(name), labels, f"{cfg.data} ({name})"))
-              for name in ("train", "dev", "test")}
+              for name in ("train", "dev", "test") if name != "test" or data.test is not data.dev}
+    splits.setdefault("test", splits["dev"])
 
     torch.manual_seed(cfg.seed)
     pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
@@ -224,7 +225,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
         atomic_write_text(run_dir / "model.json", json.dumps(asdict(model_cfg)))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
 
-    weights = [p for name, p in model.named_parameters() if p.dim() > 1]
+    weights = [p for p in model.parameters() if p.dim() > 1]
     train_ids, train_y = splits["train"]
     stopped = bool(history) and stopper.bad_epochs >= stopper.patience
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -275,8 +276,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     stopper.restore(model)
     save_weights(run_dir / "model.safetensors", model)
     dev_loss, dev_probs = evaluate(model, *splits["dev"], 256, tokenizer.pad_id, device)
-    same = data.test is data.dev
-    test_loss, test_probs = (dev_loss, dev_probs) if same else evaluate(model, *splits["test"], 256, tokenizer.pad_id, device)
+    test_loss, test_probs = ((dev_loss, dev_probs) if splits["test"] is splits["dev"]
+                             else evaluate(model, *splits["test"], 256, tokenizer.pad_id, device))
     metrics = {
         "data": cfg.data, "notes": data.notes, "best_epoch": stopper.best_epoch, "epochs_run": len(history),
         "train_seconds": sum(h["seconds"] for h in history),
