@@ -11,6 +11,7 @@ from nlplab.text.bpe import BPETokenizer
 from nlplab.text.bytebpe import ByteBPETokenizer
 from nlplab.text.wordlevel import CharTokenizer, WordTokenizer
 from nlplab.text.wordpiece import WordPieceTokenizer
+from nlplab.text.ngram import NGramLM
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {
     cls.algo: cls for cls in (CharTokenizer, WordTokenizer, BPETokenizer, ByteBPETokenizer, WordPieceTokenizer)
@@ -65,5 +66,5 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 
 __all__ = [
     "TOKENIZERS", "Tokenizer", "build_tokenizer", "load_tokenizer", "CharTokenizer", "WordTokenizer",
-    "BPETokenizer", "ByteBPETokenizer", "WordPieceTokenizer",
+    "BPETokenizer", "ByteBPETokenizer", "WordPieceTokenizer", "NGramLM",
 ]
