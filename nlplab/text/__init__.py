@@ -9,9 +9,9 @@ from nlplab.errors import TokenizerError
 from nlplab.text.base import CONFIG_FILE, HF_FILE, Tokenizer, read_json
 from nlplab.text.bpe import BPETokenizer
 from nlplab.text.bytebpe import ByteBPETokenizer
+from nlplab.text.ngram import NGramLM
 from nlplab.text.wordlevel import CharTokenizer, WordTokenizer
 from nlplab.text.wordpiece import WordPieceTokenizer
-from nlplab.text.ngram import NGramLM
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {
     cls.algo: cls for cls in (CharTokenizer, WordTokenizer, BPETokenizer, ByteBPETokenizer, WordPieceTokenizer)
