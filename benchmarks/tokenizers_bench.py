@@ -45,7 +45,7 @@ from nlplab.data.readers import read_labelled_tsv, read_lines  # noqa: E402
 from nlplab.data.registry import find_data_dir  # noqa: E402
 from nlplab.io import atomic_write_text  # noqa: E402
 from nlplab.text import build_tokenizer, load_tokenizer  # noqa: E402
-from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges  # noqa: E402
+from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges, symbol_minter  # noqa: E402
 
 PARTS = ("train", "naive", "encode", "wordpiece")
 # name -> (algorithm, vocab size, nlplab options)
@@ -189,18 +189,7 @@ def part_naive() -> dict[str, Any]:
     word_counts = Counter(w for line in lines for w in tok.words(line))
     runs = {}
     for name in ("incremental", "recount"):
-        tokens = list(tok.vocab)
-        ids = {t: i for i, t in enumerate(tokens)}
-
-        def new_symbol(a: int, b: int) -> int | None:
-            if len(tokens) >= len(tok.vocab) + NAIVE_MERGES:
-                return None
-            token = tokens[a] + tokens[b]
-            if token not in ids:
-                ids[token] = len(tokens)
-                tokens.append(token)
-            return ids[token]
-
+        new_symbol = symbol_minter(dict(tok.vocab), len(tok.vocab) + NAIVE_MERGES)
         words = [tok._initial_ids(w) for w in word_counts]
         start = time.perf_counter()
         if name == "incremental":

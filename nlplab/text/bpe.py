@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from nlplab.errors import TokenizerError
 from nlplab.text.base import PAD, UNK, Tokenizer, hf_added_tokens, hf_special_tokens
-from nlplab.text.pairmerge import PairCounts, apply_merges, count_merges
+from nlplab.text.pairmerge import PairCounts, apply_merges, count_merges, symbol_minter
 from nlplab.text.pretokenize import word_pattern
 
 END_OF_WORD = "</w>"
@@ -103,23 +103,13 @@ class BPETokenizer(Tokenizer):
                 f"vocab size {vocab_size} is smaller than the base alphabet: {len(self.special_tokens)} special tokens + {len(base)} "
                 f"base symbols; use --vocab-size {len(vocab) + 1000} or more" + (", or limit_alphabet" if self.algo == "bpe" else "")
             )
-        tokens = list(vocab)
         words = [[vocab[s] for s in self.symbols(w) if s in vocab] for w in word_counts]
         bar = tqdm(total=vocab_size - len(vocab), desc="merging pairs", disable=not progress, unit=" merges")
-
-        def new_symbol(a: int, b: int) -> int | None:
-            if len(vocab) >= vocab_size:
-                return None
-            token = self.join(tokens[a], tokens[b])
-            if token not in vocab:
-                vocab[token] = len(tokens)
-                tokens.append(token)
-                bar.update()
-            return vocab[token]
-
+        new_symbol = symbol_minter(vocab, vocab_size, self.join, bar.update)
         merges = count_merges(PairCounts(words, list(word_counts.values())), new_symbol, min_freq)
         bar.close()
         self._set_vocab(vocab)
+        tokens = list(vocab)
         self.merges = [(tokens[a], tokens[b]) for a, b in merges]
         self._index_merges()
         return self

@@ -14,11 +14,33 @@ fast path is tested against, and the baseline of the benchmark.
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from itertools import repeat
 
 Pair = tuple[int, int]
+
+
+def symbol_minter(vocab: dict[str, int], vocab_size: int, join: Callable[[str, str], str] = operator.add,
+                  on_new: Callable[[], None] | None = None) -> Callable[[int, int], int | None]:
+    """The `new_symbol` of the merge loops: registers the token join(a, b) of ids a, b in `vocab` (whose ids run
+    0 … n-1 in insertion order) under the next id, returns its id (equal tokens share one), calls `on_new` for each
+    new entry, and returns None once `vocab` holds `vocab_size` entries."""
+    tokens = list(vocab)
+
+    def new_symbol(a: int, b: int) -> int | None:
+        if len(vocab) >= vocab_size:
+            return None
+        token = join(tokens[a], tokens[b])
+        if token not in vocab:
+            vocab[token] = len(tokens)
+            tokens.append(token)
+            if on_new is not None:
+                on_new()
+        return vocab[token]
+
+    return new_symbol
 
 
 class PairCounts:

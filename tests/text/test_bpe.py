@@ -10,7 +10,7 @@ from nlplab.data.readers import read_labelled_tsv
 from nlplab.data.registry import find_data_dir
 from nlplab.errors import TokenizerError
 from nlplab.text import BPETokenizer, build_tokenizer, load_tokenizer
-from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges
+from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges, symbol_minter
 
 EXTRA = ["The newest, widest lowers!", "今天天气很好，我们去公园。", "陌生的字：龘 and ünïcödé", "tab\tnew\nline  [UNK] [PAD]x", ""]
 
@@ -21,19 +21,7 @@ def real_texts(name: str, start: int, n: int) -> list[str]:
 
 def symbol_factory(alphabet: int, vocab_size: int):
     """new_symbol for the merge loops: fused symbols get fresh ids, by name (so equal names share an id)."""
-    names = {str(i): i for i in range(alphabet)}
-    tokens = list(names)
-
-    def new_symbol(a: int, b: int) -> int | None:
-        if len(names) >= vocab_size:
-            return None
-        name = tokens[a] + tokens[b]
-        if name not in names:
-            names[name] = len(tokens)
-            tokens.append(name)
-        return names[name]
-
-    return new_symbol
+    return symbol_minter({str(i): i for i in range(alphabet)}, vocab_size)
 
 
 corpora = st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=8), st.integers(1, 5)), min_size=1, max_size=12)
