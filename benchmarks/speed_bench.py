@@ -4,7 +4,7 @@ For each model (lstm, textcnn, bow) three versions train side by side on identic
 nlplab's `TextClassifier` with impl="fused" (the default), the same with impl="manual" (hand-written layers,
 loss and Adam), and `Plain*` below, written with torch.nn only. All start from the same weights (checked: equal
 logits in eval mode). A step is forward + cross-entropy + backward + clip_grad_norm_(1.0) + Adam step, as in
-`nlplab.train.trainer`. The versions take turns step by step (A B C on one batch, B C A on the next, ...), so
+`nlplab.train.trainer` (classification). The versions take turns step by step (A B C on one batch, B C A on the next, ...), so
 machine noise hits all of them alike; a round is `--steps` batches, the figure is the median over rounds of
 samples/s, and the ratio is the ratio of those medians, nlplab / plain.
 
@@ -35,8 +35,8 @@ from nlplab.data.batching import Batch, batches
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.optim import build_optimizer
 from nlplab.text import CharTokenizer
+from nlplab.train.classify import encode_texts, label_ids
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import encode_texts, label_ids
 
 MODELS = ("lstm", "textcnn", "bow")
 VERSIONS = ("nlplab-fused", "nlplab-manual", "plain-torch")
@@ -134,7 +134,7 @@ def build_versions(cfg: TrainConfig, vocab_size: int, pad_id: int, probe: Batch)
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float | None) -> Callable[[Batch], None]:
-    """The training step of `nlplab.train.trainer`: forward, backward, gradient clipping, optimizer step."""
+    """The training step of `nlplab.train.trainer` (classification): forward, backward, gradient clipping, optimizer step."""
     def step(batch: Batch) -> None:
         loss, _ = model(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,12 @@ from nlplab.errors import NlplabError
 from nlplab.train.config import TrainConfig
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+def _flag_options(field_type: str) -> dict:
+    if field_type.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": _flag_type(field_type)}
 
 
 def _flag_type(field_type: str):
@@ -31,7 +38,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for name, field in TrainConfig.fields().items():
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_flag_type(str(field.type)), default=None,
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, **_flag_options(str(field.type)), default=None,
                        help=f"(default: {field.default_factory() if field.default is dataclasses.MISSING else field.default})")
 
 
@@ -45,43 +52,26 @@ def cmd_train(args: argparse.Namespace) -> None:
         config_path = Path(args.out) / "config.yaml"
     cfg = load_config(config_path, overrides)
     metrics = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
-    test = metrics["test"]
-    print(f"best epoch {metrics['best_epoch']} | test accuracy {test['accuracy']:.4f} macro-F1 {test['macro_f1']:.4f}"
-          + (f" ROC-AUC {test['roc_auc']:.4f}" if "roc_auc" in test else "") + f" | run: {args.out}")
-    print(json.dumps({k: test[k] for k in ("accuracy", "macro_f1", "roc_auc") if k in test}))
+    test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
+    print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" for k, v in test.items()) + f" | run: {args.out}")
+    print(json.dumps(test))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from nlplab.data import load_dataset, read_labelled_tsv
-    from nlplab.train.trainer import Run
+    from nlplab.train.trainer import run_config, task_class
 
-    run = Run.load(args.run, args.device)
-    if args.data:
-        examples, source = read_labelled_tsv(args.data, run.labels), args.data
-    else:
-        examples, source = load_dataset(run.cfg.data, run.cfg.dev).test, f"{run.cfg.data} (test split)"
-    rep = run.evaluate(examples, source)
-    print(f"data: {source}  examples: {len(examples)}")
-    print(f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-    for label, row in rep["per_class"].items():
-        print(f"{label:<12}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
-    print("confusion matrix (rows = true):", rep["confusion_matrix"])
-    print(json.dumps({k: rep[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc", "loss") if k in rep}))
+    task_class(run_config(args.run).task).cli_eval(args)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from nlplab.data import read_lines
     from nlplab.errors import ConfigError
-    from nlplab.train.trainer import Run
+    from nlplab.train.trainer import run_config, task_class
 
     texts = list(args.texts) + ([line for line in read_lines(args.input) if line.strip()] if args.input else [])
     if not texts:
         raise ConfigError("nothing to predict: give texts as arguments or --input FILE")
-    run = Run.load(args.run, args.device)
-    probs = run.probabilities(texts)
-    for text, p in zip(texts, probs):
-        best = int(p.argmax())
-        print(f"{run.labels[best]}\t{p[best]:.4f}\t{text}")
+    task_class(run_config(args.run).task).cli_predict(args, texts)
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -90,7 +80,8 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from nlplab.data import read_lines
     from nlplab.io import atomic_write
     from nlplab.models.encoder import embed_texts
-    from nlplab.train.trainer import Run, resolve_device
+    from nlplab.train.classify import Run
+    from nlplab.train.trainer import resolve_device
 
     texts = [line for line in read_lines(args.input) if line.strip()]
     if (Path(args.model) / "config.yaml").is_file():
@@ -153,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     p = sub.add_parser("eval", help="evaluate a run; last line is a JSON object of metrics")
     p.add_argument("run")
-    p.add_argument("--data", help="label<TAB>text file (default: the test split of the run's data set)")
+    p.add_argument("--data", help="a file in the run's task format (default: the test split of the run's data set)")
     p.add_argument("--device", default="auto")
-    p = sub.add_parser("predict", help="label and probability for each text")
+    p = sub.add_parser("predict", help="the model's output for each text (label, tags or entities)")
     p.add_argument("run")
     p.add_argument("texts", nargs="*")
     p.add_argument("--input", help="file with one text per line")
@@ -179,11 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("texts", nargs="+")
     p.add_argument("--json", action="store_true", help="also print one JSON object per text as the last lines")
+    for module in EXTENSIONS:
+        COMMANDS.update(importlib.import_module(module).add_parsers(sub))
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "embed": cmd_embed, "data": cmd_data}
 TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}
+# modules that add commands: each has add_parsers(sub) -> {command name: handler(args)}
+EXTENSIONS: list[str] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,14 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     early_stop: int | None = None
     metric: str = "accuracy"
+    order: int = 3
+    smoothing: str = "kneser_ney"
+    add_k: float = 1.0
+    moe_experts: int = 0
+    moe_top_k: int = 1
+    crf: bool = False
+    loss: str | None = None
+    temperature: float = 0.05
     seed: int = 0
     device: str = "auto"
     impl: str = "fused"
@@ -86,7 +94,7 @@ class TrainConfig:
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
             (self.metric in ("accuracy", "macro_f1"), "metric must be accuracy or macro_f1"),
             (self.init_from is None or self.model == "transformer", "init_from (a pretrained encoder folder) needs model: transformer"),
-            (self.task == "classify", f"task {self.task!r} is not available yet; use classify"),
+            (self.task in ("classify", "lm", "tag", "match"), f"unknown task {self.task!r}; choose classify, lm, tag or match"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
         for ok, message in checks:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import tiktoken
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -42,6 +42,7 @@ def test_bytes_to_unicode_is_gpt2_byte_level_alphabet():
 @settings(max_examples=200, deadline=None)
 @given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40) | st.text("今天🎉é\x00\n\t ab'sĠ", max_size=40))
 def test_any_unicode_round_trips(trained, text):
+    assume(not any(special in text for special in trained.special_tokens))  # decode leaves special tokens out
     assert trained.decode(trained.encode(text)) == text
 
 

@@ -6,8 +6,9 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from nlplab.errors import RunError
 from nlplab.train.checkpoint import load_state, save_state
+from nlplab.train.classify import Run
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import Run, train
+from nlplab.train.trainer import train
 
 RUN_FILES = {"config.yaml", "model.json", "labels.json", "tokenizer", "model.safetensors", "metrics.json",
              "history.jsonl", "curves.png", "checkpoint.safetensors"}

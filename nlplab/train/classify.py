@@ -1,0 +1,226 @@
+"""Text classification: the `classify` task of the trainer and a trained classifier loaded back for use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nlplab.data.batching import batches, num_batches
+from nlplab.data.readers import Example, read_labelled_tsv
+from nlplab.data.registry import TextDataset, load_dataset
+from nlplab.errors import ConfigError, DataError, RunError
+from nlplab.io import atomic_write_text, read_json_object
+from nlplab.models.classifier import ClassifierConfig, TextClassifier
+from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
+from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.text.base import PAD
+from nlplab.train.checkpoint import load_weights
+from nlplab.train.config import TrainConfig
+from nlplab.train.metrics import classification_report
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, to_device
+
+
+def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:
+    """Token ids of each text, truncated to `window_size`."""
+    return [tokenizer.encode(text)[:window_size] for text, _ in examples]
+
+
+def label_ids(examples: list[Example], labels: list[str], source: str) -> list[int]:
+    """Map label names to ids; a label the model does not know is an error naming it."""
+    index = {name: i for i, name in enumerate(labels)}
+    out = []
+    for row, (_, label) in enumerate(examples, start=1):
+        if label not in index:
+            raise DataError(f"label {label!r} of example {row} is not among the training labels ({', '.join(labels)}); "
+                            "every class needs training examples", source)
+        out.append(index[label])
+    return out
+
+
+def report(y: list[int], probs: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    return classification_report(y, probs.argmax(-1), len(labels), probs=probs, labels=labels)
+
+
+@torch.no_grad()
+def evaluate(model: TextClassifier, ids: list[list[int]], y: list[int] | None, batch_size: int, pad_id: int,
+             device: torch.device) -> tuple[float, torch.Tensor]:
+    """Mean loss (nan without labels) and probabilities (N, C) of `model` over a data set, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
+    for batch in batches(ids, y, batch_size, pad_id, bucket=len(ids)):
+        with autocast(device):
+            loss, logits = model(to_device(batch, device))
+        if loss is not None:
+            total += loss.item() * len(batch["ids"])
+        probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
+    model.train(was_training)
+    return (total / len(ids) if y is not None else float("nan")), probs
+
+
+@dataclass
+class Run:
+    """A trained classifier loaded back for use: config, tokenizer, labels and model (in eval mode)."""
+
+    cfg: TrainConfig
+    tokenizer: Tokenizer
+    labels: list[str]
+    model: TextClassifier
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> Run:
+        run_dir = Path(run_dir)
+        cfg = run_config(run_dir)
+        if cfg.task != "classify":
+            raise RunError(f"{run_dir}: a {cfg.task} run, not a classifier")
+        fix = "the run is incomplete; train it again or finish it with --resume"
+        model_cfg = read_json_object(run_dir / "model.json", RunError, fix)
+        model_cfg["kernel_sizes"] = tuple(model_cfg["kernel_sizes"])
+        labels = read_json_object(run_dir / "labels.json", RunError, fix)["labels"]
+        dev = resolve_device(device)
+        model = load_weights(run_dir / "model.safetensors", TextClassifier(ClassifierConfig(**model_cfg))).to(dev).eval()
+        return cls(cfg, load_tokenizer(run_dir / "tokenizer"), labels, model, dev)
+
+    def probabilities(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Class probabilities (N, C) for raw texts."""
+        ids = encode_texts(self.tokenizer, [(t, "") for t in texts], self.cfg.window_size)
+        _, probs = evaluate(self.model, ids, None, batch_size, self.tokenizer.pad_id, self.device)
+        return probs
+
+    @torch.no_grad()
+    def embeddings(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Unit-length sentence vectors (N, D): the model's pooled encoding of each text, before its head."""
+        ids = encode_texts(self.tokenizer, [(t, "") for t in texts], self.cfg.window_size)
+        vectors = []
+        for batch in batches(ids, None, batch_size, self.tokenizer.pad_id):
+            batch = to_device(batch, self.device)
+            vectors.append(self.model.encode(batch["ids"], batch["mask"], batch["lengths"]).float().cpu())
+        return torch.nn.functional.normalize(torch.cat(vectors), dim=-1)
+
+    def evaluate(self, examples: list[Example], source: str) -> dict[str, Any]:
+        """classification_report of the model on labelled `examples`."""
+        ids = encode_texts(self.tokenizer, examples, self.cfg.window_size)
+        y = label_ids(examples, self.labels, source)
+        loss, probs = evaluate(self.model, ids, y, 256, self.tokenizer.pad_id, self.device)
+        return {"loss": loss, **report(y, probs, self.labels)}
+
+
+def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TextDataset, Tokenizer]:
+    """Load the data and the tokenizer: a saved one (the run's own on resume, the pretrained encoder's with
+    `--init-from`, or `--tokenizer DIR`), else train one on the training texts."""
+    data = load_dataset(cfg.data, cfg.dev)
+    if resume and (run_dir / "tokenizer").is_dir():
+        return data, load_tokenizer(run_dir / "tokenizer")
+    if cfg.init_from is not None:
+        return data, load_tokenizer(pretrained_folder(cfg.init_from))
+    if Path(cfg.tokenizer).exists():
+        return data, load_tokenizer(cfg.tokenizer)
+    tok = build_tokenizer(cfg.tokenizer).train((t for t, _ in data.train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
+    return data, tok
+
+
+def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncoder | None) -> dict[str, Any] | None:
+    """BertConfig fields of the `transformer` classifier: the pretrained encoder's, or a small encoder sized by the
+    config (hidden_size, layers, heads, a 4x feed-forward, one position per window slot)."""
+    if cfg.model != "transformer":
+        return None
+    if pretrained is not None:
+        shape = asdict(pretrained.cfg)
+        if cfg.window_size > shape["max_position_embeddings"]:
+            raise ConfigError(f"window_size {cfg.window_size} exceeds the {shape['max_position_embeddings']} positions of "
+                              f"{cfg.init_from}; use --window-size {shape['max_position_embeddings']} or less")
+    else:
+        if cfg.hidden_size % cfg.heads:
+            raise ConfigError(f"hidden_size {cfg.hidden_size} must be divisible by heads {cfg.heads}")
+        shape = asdict(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
+                                  num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.window_size,
+                                  dropout=cfg.dropout, pad_token_id=tokenizer.vocab.get(PAD)))
+    shape.pop("impl")
+    return shape
+
+
+class ClassifyTask(Task):
+    """Labelled texts -> one label each; selects the epoch by `cfg.metric` (accuracy or macro_f1) on dev."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
+        super().__init__(cfg, run_dir, resume, device)
+        self.metric = cfg.metric
+        self.data, self.tokenizer = prepare(cfg, run_dir, resume)
+        self.labels = self.data.labels
+        self.splits = {name: (encode_texts(self.tokenizer, self.data.split(name), cfg.window_size),
+                              label_ids(self.data.split(name), self.labels, f"{cfg.data} ({name})"))
+                       for name in ("train", "dev", "test") if name != "test" or self.data.test is not self.data.dev}
+        self.splits.setdefault("test", self.splits["dev"])
+
+        torch.manual_seed(cfg.seed)
+        pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
+        self.model_cfg = ClassifierConfig(
+            model=cfg.model, vocab_size=self.tokenizer.vocab_size, num_classes=len(self.labels), embed_dim=cfg.embed_dim,
+            hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
+            kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=self.tokenizer.vocab.get(PAD),
+            impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets,
+            bert=transformer_shape(cfg, self.tokenizer, pretrained))
+        model = TextClassifier(self.model_cfg)
+        if pretrained is not None:
+            model.encoder.load_state_dict(pretrained.state_dict())
+        self.model = model.to(device)
+
+    def save_meta(self, run_dir: Path) -> None:
+        self.tokenizer.save(run_dir / "tokenizer")
+        atomic_write_text(run_dir / "labels.json", json.dumps({"labels": self.labels}, ensure_ascii=False))
+        atomic_write_text(run_dir / "model.json", json.dumps(asdict(self.model_cfg)))
+
+    def num_train_batches(self) -> int:
+        return num_batches(len(self.splits["train"][0]), self.cfg.batch_size)
+
+    def train_batches(self, generator: torch.Generator) -> Iterable[dict[str, Any]]:
+        return batches(*self.splits["train"], self.cfg.batch_size, self.tokenizer.pad_id, shuffle=True,
+                       generator=generator, bucket=self.cfg.bucket)
+
+    def step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int, dict[str, float]]:
+        loss, logits = self.model(batch)
+        return loss, len(batch["labels"]), {"accuracy": (logits.argmax(-1) == batch["labels"]).sum().item()}
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        ids, y = self.splits[split]
+        loss, probs = evaluate(self.model, ids, y, 256, self.tokenizer.pad_id, self.device)
+        return {"loss": loss, **report(y, probs, self.labels)}
+
+    def validate(self) -> dict[str, float]:
+        val = self.evaluate("dev")
+        return {k: val[k] for k in ("loss", "accuracy", "macro_f1")}
+
+    def describe(self) -> dict[str, Any]:
+        return {"notes": self.data.notes}
+
+    def final_metrics(self) -> dict[str, Any]:
+        dev = self.evaluate("dev")
+        return {"dev": dev, "test": dev if self.splits["test"] is self.splits["dev"] else self.evaluate("test")}
+
+    @classmethod
+    def cli_eval(cls, args: Any) -> None:
+        run = Run.load(args.run, args.device)
+        if args.data:
+            examples, source = read_labelled_tsv(args.data, run.labels), args.data
+        else:
+            examples, source = load_dataset(run.cfg.data, run.cfg.dev).test, f"{run.cfg.data} (test split)"
+        rep = run.evaluate(examples, source)
+        print(f"data: {source}  examples: {len(examples)}")
+        print(f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+        for label, row in rep["per_class"].items():
+            print(f"{label:<12}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
+        print("confusion matrix (rows = true):", rep["confusion_matrix"])
+        print(json.dumps({k: rep[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc", "loss") if k in rep}))
+
+    @classmethod
+    def cli_predict(cls, args: Any, texts: list[str]) -> None:
+        run = Run.load(args.run, args.device)
+        for text, p in zip(texts, run.probabilities(texts)):
+            best = int(p.argmax())
+            print(f"{run.labels[best]}\t{p[best]:.4f}\t{text}")
