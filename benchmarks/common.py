@@ -6,38 +6,14 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
 
-import torch
-
 from nlplab.io import atomic_write_text
+from nlplab.provenance import git_commit, machine
+
+__all__ = ["RESULTS", "git_commit", "machine", "write_result"]
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict[str, object]:
-    """Platform, Python version, CPU model (from /proc/cpuinfo), core count, torch version and threads, and the
-    load average now (other processes skew timings)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu": models[0] if models else platform.processor(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()}
-
-
-def git_commit() -> str | None:
-    """The checked-out commit, with '+dirty' when tracked files differ from it; None outside a git checkout."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def write_result(name: str, payload: dict[str, object], markdown: str, out: Path = RESULTS) -> None:

@@ -1,0 +1,132 @@
+"""The lab runner: what every lab shares (seed, quick mode, progress bars, plots, result files)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from nlplab.errors import ConfigError
+from nlplab.io import atomic_write, atomic_write_text
+from nlplab.provenance import git_commit, machine
+
+# lab name -> module that defines LAB
+LABS = {
+    "nielsen": "nlplab.lab.nielsen",
+    "regularization": "nlplab.lab.regularization",
+    "cost": "nlplab.lab.cost",
+    "init": "nlplab.lab.init",
+    "vanishing": "nlplab.lab.vanishing",
+    "hyperparams": "nlplab.lab.hyperparams",
+    "attention-scale": "nlplab.lab.attention_scale",
+    "norm": "nlplab.lab.norm",
+    "dropout-bn": "nlplab.lab.dropout_bn",
+    "imbalance": "nlplab.lab.imbalance",
+    "optimizers": "nlplab.lab.optimizers",
+}
+
+
+@dataclass
+class LabContext:
+    """What a lab run gets: where to write, quick or full, the seed, and whether to show progress bars."""
+
+    name: str
+    out: Path
+    quick: bool = False
+    seed: int = 0
+    progress: bool | None = None
+    plots: list[str] = field(default_factory=list)
+
+    def bar(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "") -> tqdm:
+        """A progress bar (hidden when progress is False; tqdm decides on a terminal when None)."""
+        return tqdm(iterable, total=total, desc=f"{self.name}: {desc}" if desc else self.name, leave=False,
+                    disable=not self.progress if self.progress is not None else None)
+
+    def save_plot(self, fig: Any, stem: str) -> Path:
+        """Write a matplotlib figure to `out/NAME_stem.png` atomically, close it, and list it in the report."""
+        import matplotlib.pyplot as plt
+
+        path = self.out / f"{self.name}_{stem}.png"
+        try:
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+        finally:
+            plt.close(fig)
+        self.plots.append(path.name)
+        return path
+
+
+@dataclass
+class LabResult:
+    """A lab's outcome: the table (one dict per row, same keys), one line of what was measured, whether the
+    claim's direction held, and any further figures for the JSON file."""
+
+    rows: list[dict[str, Any]]
+    summary: str
+    holds: bool
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Lab:
+    name: str
+    claim: str
+    run: Callable[[LabContext], LabResult]
+
+
+def get_lab(name: str) -> Lab:
+    if name not in LABS:
+        raise ConfigError(f"unknown lab {name!r}; `nlplab lab list` shows them: {', '.join(LABS)}")
+    return importlib.import_module(LABS[name]).LAB
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with the keys of the first row as columns; floats to 4 significant digits."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, progress: bool | None = None) -> LabResult:
+    """Run lab `name` and write out/NAME.md, out/NAME.json and its plots (all atomically)."""
+    lab = get_lab(name)
+    ctx = LabContext(name, Path(out), quick, seed, progress)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    plt_backend()
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    result = lab.run(ctx)
+    seconds = time.perf_counter() - t0
+    command = "nlplab " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "nlplab" else f"run_lab({name!r}, quick={quick}, seed={seed})"
+    meta = {"lab": name, "claim": lab.claim, "summary": result.summary, "holds": result.holds, "quick": quick, "seed": seed,
+            "command": command, "date": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2),
+            "machine": machine(), "commit": git_commit(), "plots": ctx.plots}
+    atomic_write_text(ctx.out / f"{name}.json", json.dumps({**meta, "rows": result.rows, **result.figures},
+                                                            ensure_ascii=False, indent=2) + "\n")
+    plots = "".join(f"![{p}]({p})\n" for p in ctx.plots)
+    atomic_write_text(ctx.out / f"{name}.md", f"# Lab `{name}`{' (quick)' if quick else ''}\n\n"
+                      f"**Claim.** {lab.claim}\n\n**Measured.** {result.summary} "
+                      f"({'holds' if result.holds else 'does NOT hold'})\n\n" + markdown_table(result.rows) + "\n" + plots
+                      + f"\n`{command}` — {started:%Y-%m-%d}, {seconds:.1f} s, {meta['machine']['cpu']}, "
+                      f"{meta['machine']['cores']} cores, torch threads {meta['machine']['torch_threads']}, seed {seed}.\n")
+    return result
+
+
+def plt_backend() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
