@@ -40,9 +40,9 @@ CHECKPOINT = "checkpoint.safetensors"
 
 TASKS = {
     "classify": "nlplab.train.classify:ClassifyTask",
-    "lm": "nlplab.lm.task:LMTask",
-    "tag": "nlplab.tagging.task:TagTask",
-    "match": "nlplab.matching.task:MatchTask",
+    "lm": "nlplab.train.lm:LMTask",
+    "tag": "nlplab.train.tag:TagTask",
+    "match": "nlplab.train.match:MatchTask",
 }
 
 
