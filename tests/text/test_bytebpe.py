@@ -8,7 +8,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from nlplab.data.readers import read_labelled_tsv
-from nlplab.data.registry import find_data_dir
+from nlplab.data.registry import find_data
 from nlplab.errors import TokenizerError
 from nlplab.text import ByteBPETokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.bytebpe import BYTE_TO_CHAR, ENDOFTEXT, GPT2_PATTERN
@@ -20,7 +20,7 @@ EXTRA = [
 
 
 def real_texts(name: str, start: int, n: int) -> list[str]:
-    return [text for text, _ in read_labelled_tsv(find_data_dir(name) / "train.tsv")[start : start + n]]
+    return [text for text, _ in read_labelled_tsv(find_data(name) / "train.tsv")[start : start + n]]
 
 
 @pytest.fixture(scope="module")

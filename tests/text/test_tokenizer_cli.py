@@ -5,15 +5,15 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from nlplab.cli import main
 from nlplab.data.readers import read_labelled_tsv
-from nlplab.data.registry import find_data_dir
+from nlplab.data.registry import find_data
 from nlplab.text import build_tokenizer, load_tokenizer
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    texts = [t for t, _ in read_labelled_tsv(find_data_dir("sst2") / "train.tsv")[:200]]
-    texts += [t for t, _ in read_labelled_tsv(find_data_dir("chnsenticorp") / "train.tsv")[:100]]
+    texts = [t for t, _ in read_labelled_tsv(find_data("sst2") / "train.tsv")[:200]]
+    texts += [t for t, _ in read_labelled_tsv(find_data("chnsenticorp") / "train.tsv")[:100]]
     path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
     return path
 

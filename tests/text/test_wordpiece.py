@@ -10,7 +10,7 @@ from tokenizers import normalizers, pre_tokenizers
 from transformers import BertTokenizerFast
 
 from nlplab.data.readers import read_labelled_tsv, read_lines
-from nlplab.data.registry import find_data_dir
+from nlplab.data.registry import find_data
 from nlplab.errors import TokenizerError
 from nlplab.text import WordPieceTokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.pretokenize import PRE_TOKENIZERS, BertNormalizer
@@ -28,9 +28,9 @@ COMMON_CODE_POINTS = [*range(0x530), *range(0x2000, 0x2070), *range(0x3000, 0xA0
 
 def real_texts() -> list[str]:
     """A few hundred real sentences: English reviews, Chinese reviews, Chinese web text."""
-    sst2 = [text for text, _ in read_labelled_tsv(find_data_dir("sst2") / "train.tsv")[:200]]
-    chn = [text for text, _ in read_labelled_tsv(find_data_dir("chnsenticorp") / "train.tsv")[:150]]
-    clue = read_lines(find_data_dir("clue_small") / "CLUECorpusSmall_sampled.txt")[:50]
+    sst2 = [text for text, _ in read_labelled_tsv(find_data("sst2") / "train.tsv")[:200]]
+    chn = [text for text, _ in read_labelled_tsv(find_data("chnsenticorp") / "train.tsv")[:150]]
+    clue = read_lines(find_data("clue_small") / "CLUECorpusSmall_sampled.txt")[:50]
     return sst2 + chn + clue
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from nlplab.data.pd98 import parse_tagged_line, read_pd98
@@ -19,3 +20,12 @@ def test_the_embedded_corpus():
     paragraphs = read_pd98()
     assert len(paragraphs) == 19484
     assert paragraphs[0][:2] == [("迈向", "v"), ("充满", "v")]
+
+
+def test_mnist_follows_the_book_split():
+    from nlplab.data.mnist import load_mnist
+
+    mnist = load_mnist()
+    assert mnist.train.x.shape == (50_000, 784) and mnist.validation.x.shape == (10_000, 784)
+    assert mnist.test.y.shape == (10_000,) and 0.0 <= mnist.test.x.min() and mnist.test.x.max() <= 1.0
+    assert set(np.unique(mnist.train.y)) == set(range(10))
