@@ -1,0 +1,31 @@
+"""The quick variants of the classic labs (Nielsen's chapters 3 and 5): each must show its claim's direction."""
+
+import json
+
+import pytest
+
+from nlplab.lab import run_lab
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, request):
+    """Run the quick lab named by the test's parameter once; give back (result, JSON data)."""
+    out = tmp_path_factory.mktemp(request.param)
+    result = run_lab(request.param, out, quick=True, progress=False)
+    return result, json.loads((out / f"{request.param}.json").read_text())
+
+
+def rows_by(data: dict, *keys: str) -> dict:
+    return {tuple(row[k] for k in keys): row for row in data["rows"]}
+
+
+@pytest.mark.parametrize("lab", ["cost"], indirect=True)
+def test_cost_saturated_quadratic_neuron_learns_slowly(lab):
+    result, data = lab
+    assert result.holds and data["holds"]
+    rows = rows_by(data, "start", "cost")
+    quadratic = rows["saturated (w=2, b=2)", "quadratic"]
+    cross_entropy = rows["saturated (w=2, b=2)", "cross_entropy"]
+    assert quadratic["initial output"] == pytest.approx(0.982, abs=1e-3)
+    assert quadratic["epochs to output < 0.5"] > 5 * cross_entropy["epochs to output < 0.5"]
+    assert quadratic["initial |dC/dw|"] < 0.05 < cross_entropy["initial |dC/dw|"]
