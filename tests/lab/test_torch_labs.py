@@ -14,7 +14,14 @@ def check_attention_scale(data: dict) -> None:
     assert 0.9 < rows[(1024, "1/√d_k")]["score std"] < 1.1
 
 
-CHECKS = {"attention-scale": check_attention_scale}
+def check_norm(data: dict) -> None:
+    rows = {(r["norm"], r["batching"]): r for r in data["rows"]}
+    bn, ln = rows[("BatchNorm1d", "random")], rows[("LayerNorm", "random")]
+    assert bn["var with / without pads"] == pytest.approx(1 - bn["pad fraction"], abs=0.1)
+    assert bn["same-sentence spread"] > 0.01 and ln["same-sentence spread"] == 0.0 and ln["train−eval gap"] == 0.0
+
+
+CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
