@@ -48,7 +48,7 @@ def run(ctx: LabContext) -> LabResult:
     import matplotlib.pyplot as plt
 
     curves = {(start, cost): train_neuron(cost, *STARTS[start]) for start in STARTS for cost in ctx.bar(COSTS, desc=start)}
-    rows = [{"start": start, "cost": cost, "initial output": c["output"][0], "initial |dC/dw|": abs(c["grad_w"][0]),
+    rows = [{"start": start, "cost": cost, "initial output": c["output"][0], "initial ∂C/∂w": c["grad_w"][0],
              "epochs to output < 0.5": epochs_to_cross(c["output"]),
              "speed z₀/epochs": sum(STARTS[start]) / (epochs_to_cross(c["output"]) or EPOCHS + 1), "output after 30 epochs": c["output"][30],
              f"output after {EPOCHS} epochs": c["output"][-1]} for (start, cost), c in curves.items()]

@@ -28,4 +28,14 @@ def test_cost_saturated_quadratic_neuron_learns_slowly(lab):
     cross_entropy = rows["saturated (w=2, b=2)", "cross_entropy"]
     assert quadratic["initial output"] == pytest.approx(0.982, abs=1e-3)
     assert quadratic["epochs to output < 0.5"] > 5 * cross_entropy["epochs to output < 0.5"]
-    assert quadratic["initial |dC/dw|"] < 0.05 < cross_entropy["initial |dC/dw|"]
+    assert 0 < quadratic["initial ∂C/∂w"] < 0.05 < cross_entropy["initial ∂C/∂w"]
+
+
+@pytest.mark.parametrize("lab", ["regularization"], indirect=True)
+def test_regularization_l1_leaves_more_zero_weights_than_l2(lab):
+    result, data = lab
+    assert result.holds and data["holds"]
+    rows = rows_by(data, "penalty", "λ")
+    for lam in {row["λ"] for row in data["rows"]}:
+        assert rows["L1", lam]["frac abs(w)<1e-3"] > 5 * rows["L2", lam]["frac abs(w)<1e-3"]
+    assert data["best"]["L1"]["validation_accuracy"] > 0.85 and data["best"]["L2"]["validation_accuracy"] > 0.85
