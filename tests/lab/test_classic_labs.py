@@ -39,3 +39,13 @@ def test_regularization_l1_leaves_more_zero_weights_than_l2(lab):
     for lam in {row["λ"] for row in data["rows"]}:
         assert rows["L1", lam]["frac abs(w)<1e-3"] > 5 * rows["L2", lam]["frac abs(w)<1e-3"]
     assert data["best"]["L1"]["validation_accuracy"] > 0.85 and data["best"]["L2"]["validation_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("lab", ["init"], indirect=True)
+def test_init_large_weights_saturate_and_learn_slowly(lab):
+    result, data = lab
+    assert result.holds and data["holds"]
+    rows = rows_by(data, "init")
+    assert rows[("N(0,1)",)]["saturated at init"] > 0.5 > 0.01 > rows[("N(0,1/n_in)",)]["saturated at init"]
+    assert rows[("N(0,1/n_in)",)]["accuracy after 1 epoch"] > rows[("N(0,1)",)]["accuracy after 1 epoch"] + 0.1
+    assert len(data["validation_accuracy"]["Xavier"]) == data["epochs"] + 1
