@@ -21,7 +21,17 @@ def check_norm(data: dict) -> None:
     assert bn["same-sentence spread"] > 0.01 and ln["same-sentence spread"] == 0.0 and ln["train−eval gap"] == 0.0
 
 
-CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm}
+def check_dropout_bn(data: dict) -> None:
+    shifted = data["rows"][0]
+    assert shifted["arrangement"] == "dropout → BN" and shifted["var ratio L2"] < 0.85
+    for layer in data["layers"]:
+        if layer["arrangement"] == "dropout → BN" and layer["layer"] > 1:
+            assert layer["input var, dropout on"] > 1.2 * layer["input var, dropout off"]
+        else:
+            assert layer["input var, dropout on"] == layer["input var, dropout off"]
+
+
+CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout-bn": check_dropout_bn}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
