@@ -49,3 +49,13 @@ def test_init_large_weights_saturate_and_learn_slowly(lab):
     assert rows[("N(0,1)",)]["saturated at init"] > 0.5 > 0.01 > rows[("N(0,1/n_in)",)]["saturated at init"]
     assert rows[("N(0,1/n_in)",)]["accuracy after 1 epoch"] > rows[("N(0,1)",)]["accuracy after 1 epoch"] + 0.1
     assert len(data["validation_accuracy"]["Xavier"]) == data["epochs"] + 1
+
+
+@pytest.mark.parametrize("lab", ["vanishing"], indirect=True)
+def test_vanishing_gradient_in_sigmoid_not_relu(lab):
+    result, data = lab
+    assert result.holds and data["holds"]
+    rows = rows_by(data, "activation", "hidden layer")
+    assert rows["sigmoid", 1]["‖δ‖ at init"] * 10 < rows["sigmoid", 4]["‖δ‖ at init"]
+    assert data["ratio_last_to_first"]["sigmoid"]["init"] > 20
+    assert 1 / 3 < data["ratio_last_to_first"]["relu"]["median"] < 3
