@@ -59,3 +59,16 @@ def test_vanishing_gradient_in_sigmoid_not_relu(lab):
     assert rows["sigmoid", 1]["‖δ‖ at init"] * 10 < rows["sigmoid", 4]["‖δ‖ at init"]
     assert data["ratio_last_to_first"]["sigmoid"]["init"] > 20
     assert 1 / 3 < data["ratio_last_to_first"]["relu"]["median"] < 3
+
+
+@pytest.mark.parametrize("lab", ["hyperparams"], indirect=True)
+def test_hyperparams_early_stopping_and_learning_rate(lab):
+    result, data = lab
+    assert result.holds and data["holds"]
+    rows = rows_by(data, "experiment", "setting")
+    overfit = next(row for row in data["rows"] if row["experiment"] == "epochs")
+    assert overfit["training accuracy"] > overfit["validation accuracy"] + 0.1
+    assert data["validation_cost_min_epoch"] < data["early_stopping_epoch"] < overfit["epochs"]
+    costs = [rows["learning rate", f"η = {eta}"]["training cost"] for eta in ("0.025", "0.25", "2.5")]
+    assert costs[0] > costs[1] < costs[2]
+    assert rows["mini-batch", "m = 100"]["seconds per epoch"] < rows["mini-batch", "m = 1"]["seconds per epoch"]
