@@ -171,9 +171,12 @@ class Network:
                 if masks is not None:
                     delta = delta * masks[layer]
             grad_b[layer] = delta.sum(axis=1, keepdims=True) / m
-            grad_w[layer] = delta @ activations[layer].T / m
+            grad_w[layer] = (delta / m) @ activations[layer].T
         for gw, w in zip(grad_w, self.weights):
-            gw += (lmbda / n) * w + (l1 / n) * np.sign(w)
+            if lmbda:
+                gw += (lmbda / n) * w
+            if l1:
+                gw += (l1 / n) * np.sign(w)
         return grad_b, grad_w
 
     def cost_value(
