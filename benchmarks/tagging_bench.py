@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from common import RESULTS, git_commit, machine, write_result
+
 from nlplab.data.registry import find_data
 from nlplab.data.tagging import load_tagging, read_uer_tsv
 from nlplab.nn.crf import CRF
@@ -143,9 +143,9 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{r['train_seconds']:.0f} | {r['recipe']} |")
         m = ner["msra_cross_corpus"]
         t = m["per_type"]
-        out += ["", f"Cross-corpus: the BiLSTM-CRF above on {m['data']} ({m['sentences']} sentences, never seen in "
-                f"training): entity F1 **{m['f1']:.4f}** (P {m['precision']:.4f}, R {m['recall']:.4f}; "
-                f"PER {t['PER']:.4f}, LOC {t['LOC']:.4f}, ORG {t['ORG']:.4f}).\n"]
+        out += ["", (f"Cross-corpus: the BiLSTM-CRF above on {m['data']} ({m['sentences']} sentences, never seen in "
+                     f"training): entity F1 **{m['f1']:.4f}** (P {m['precision']:.4f}, R {m['recall']:.4f}; "
+                     f"PER {t['PER']:.4f}, LOC {t['LOC']:.4f}, ORG {t['ORG']:.4f}).\n")]
     if "seg" in result:
         seg = result["seg"]
         out += [f"## pd98-seg test split ({seg['test_sentences']} sentences): word-level F1\n",
@@ -160,8 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
     if "speed" in result:
         s = result["speed"]
         out += ["## CRF speed: NLL forward+backward, then Viterbi, one batch\n",
-                f"Batch {s['batch']}, up to {s['max_steps']} steps (masked lengths), {s['tags']} tags, {s['dtype']}, "
-                f"mean of {s['repeats']} repeats.\n", "| implementation | sequences/s | s/batch |", "|---|---|---|"]
+                (f"Batch {s['batch']}, up to {s['max_steps']} steps (masked lengths), {s['tags']} tags, {s['dtype']}, "
+                 f"mean of {s['repeats']} repeats.\n"), "| implementation | sequences/s | s/batch |", "|---|---|---|"]
         for name, rate in s["sequences_per_second"].items():
             out.append(f"| {name} | {rate:.0f} | {s['seconds_per_batch'][name]:.4f} |")
         out += ["", f"nlplab / pytorch-crf speed ratio: **{s['speedup']:.2f}x**\n"]

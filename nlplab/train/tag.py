@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from nlplab.data.batching import batches, num_batches, pad_batch
-from nlplab.data.tagging import Tagged, TaggedDataset, check_tags, load_tagging, read_tagged
+from nlplab.data.tagging import (
+    Tagged,
+    TaggedDataset,
+    check_tags,
+    load_tagging,
+    read_tagged,
+)
 from nlplab.errors import ConfigError, RunError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.models.tagger import Tagger, TaggerConfig

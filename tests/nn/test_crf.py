@@ -30,7 +30,7 @@ def brute_force(crf, emissions, length):
     paths, scores = [], []
     for path in itertools.product(range(crf.num_tags), repeat=length):
         s = start[path[0]] + end[path[-1]] + sum(emissions[t, y] for t, y in enumerate(path))
-        s = s + sum(transitions[a, b] for a, b in zip(path, path[1:]))
+        s = s + sum(transitions[a, b] for a, b in itertools.pairwise(path))
         paths.append(path)
         scores.append(s)
     return paths, torch.stack(scores)
@@ -120,7 +120,7 @@ def test_bio_constrained_viterbi_never_emits_an_invalid_transition():
         best, _ = model.decode(emissions, mask)
         for row, n in zip(best.tolist(), lengths.tolist()):
             row = row[:n]
-            bad = (not start_ok[row[0]]) + sum(not moves_ok[a, b] for a, b in zip(row, row[1:]))
+            bad = (not start_ok[row[0]]) + sum(not moves_ok[a, b] for a, b in itertools.pairwise(row))
             if counts:
                 invalid_free += bad
             else:

@@ -9,7 +9,14 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from nlplab.cli import main
 from nlplab.models.tagger import Tagger, TaggerConfig
 from nlplab.train.config import TrainConfig
-from nlplab.train.spans import bio_spans, bmes_spans, span_report, tagging_report, token_accuracy, word_spans
+from nlplab.train.spans import (
+    bio_spans,
+    bmes_spans,
+    span_report,
+    tagging_report,
+    token_accuracy,
+    word_spans,
+)
 from nlplab.train.tag import Run
 from nlplab.train.trainer import train
 
