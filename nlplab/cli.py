@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "embed": cmd_embed, "data": cmd_data}
 TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}
 # modules that add commands: each has add_parsers(sub) -> {command name: handler(args)}
-EXTENSIONS = ["nlplab.lab.cli"]
+EXTENSIONS = ["nlplab.lab.cli", "nlplab.train.match_cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

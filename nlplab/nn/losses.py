@@ -130,7 +130,44 @@ def info_nce(query: Tensor, keys: Tensor, temperature: float = 0.05, reduction: 
         raise ConfigError(f"info_nce temperature must be > 0; got {temperature}")
     if keys.shape[0] < query.shape[0]:
         raise DataError(f"info_nce needs a key for every query; got {query.shape[0]} queries, {keys.shape[0]} keys")
-    q = query / query.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    k = keys / keys.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     target = torch.arange(query.shape[0], device=query.device)
-    return cross_entropy(q @ k.T / temperature, target, reduction=reduction)
+    return cross_entropy(unit(query) @ unit(keys).T / temperature, target, reduction=reduction)
+
+
+def unit(x: Tensor) -> Tensor:
+    """Rows of x (..., D) scaled to unit L2 length (a zero row stays zero)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """cos(a_i, b_i) = a_i . b_i / (|a_i| |b_i|) row by row: (N, D), (N, D) -> (N,)."""
+    return (unit(a) * unit(b)).sum(-1)
+
+
+def contrastive_loss(a: Tensor, b: Tensor, label: Tensor, margin: float = 0.5, reduction: str = "mean") -> Tensor:
+    """Contrastive loss on the cosine similarity of pairs, as torch.nn.CosineEmbeddingLoss with target 2 y - 1.
+
+    a, b: (N, D) embeddings of the two sides; label: (N,) 1 for a matching pair, 0 otherwise. With c = cos(a, b),
+        l = 1 - c             for a match (pulled together),
+        l = max(0, c - margin) for a non-match (pushed below the margin).
+    """
+    c = cosine_similarity(a, b)
+    return _reduce(torch.where(label.bool(), 1 - c, relu(c - margin)), reduction)
+
+
+def pair_distance(x: Tensor, y: Tensor, distance: str = "euclidean") -> Tensor:
+    """Row-wise distance, (N, D), (N, D) -> (N,): "euclidean" |x - y + eps|_2 with eps = 1e-6 (as
+    F.pairwise_distance), or "cosine" 1 - cos(x, y)."""
+    if distance == "euclidean":
+        return (x - y + 1e-6).norm(dim=-1)
+    if distance == "cosine":
+        return 1 - cosine_similarity(x, y)
+    raise ConfigError(f"distance must be euclidean or cosine; got {distance!r}")
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, distance: str = "euclidean",
+                        reduction: str = "mean") -> Tensor:
+    """Triplet loss l = max(0, margin + d(anchor, positive) - d(anchor, negative)); (N, D) each -> (N,), d from
+    `pair_distance`. Euclidean: torch.nn.TripletMarginLoss; cosine: torch.nn.TripletMarginWithDistanceLoss with
+    distance_function = 1 - cos."""
+    return _reduce(relu(margin + pair_distance(anchor, positive, distance) - pair_distance(anchor, negative, distance)), reduction)

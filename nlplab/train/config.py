@@ -92,8 +92,9 @@ class TrainConfig:
             (self.window_size >= 1, "window_size must be >= 1"),
             (self.ngrams >= 1 and self.ngram_buckets >= 1, "ngrams and ngram_buckets must be >= 1"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
-            (self.metric in ("accuracy", "macro_f1"), "metric must be accuracy or macro_f1"),
-            (self.init_from is None or self.model == "transformer", "init_from (a pretrained encoder folder) needs model: transformer"),
+            (self.metric in ("accuracy", "macro_f1", "f1", "spearman"), "metric must be accuracy or macro_f1 (match: also f1, spearman)"),
+            (self.init_from is None or self.model in ("transformer", "simcse", "cross"),
+             "init_from (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
             (self.task in ("classify", "lm", "tag", "match"), f"unknown task {self.task!r}; choose classify, lm, tag or match"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]

@@ -1,4 +1,5 @@
-"""Classification metrics, hand-written with NumPy: accuracy, confusion matrix, precision/recall/F1, ROC and AUC.
+"""Classification metrics, hand-written with NumPy: accuracy, confusion matrix, precision/recall/F1, ROC and AUC;
+Spearman's rank correlation (equal to scipy.stats.spearmanr).
 
 Labels are integer class ids ``0 .. num_classes - 1``; inputs may be lists, NumPy arrays or torch tensors
 of shape (N,). Each function equals its scikit-learn namesake (tested), with ``zero_division=0``.
@@ -181,3 +182,28 @@ def classification_report(
         if t.min() != t.max():
             report["roc_auc"] = roc_auc(t, p[:, 1])
     return report
+
+
+def average_ranks(x: ArrayLike) -> np.ndarray:
+    """Ranks 1..N of the values of x (N,), tied values sharing the mean of their ranks (scipy's rankdata)."""
+    a = _as_numpy(x).astype(np.float64)
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    first = np.r_[True, s[1:] != s[:-1]]
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], a.size]
+    ranks = np.empty(a.size)
+    ranks[order] = ((starts + 1 + ends) / 2)[group]
+    return ranks
+
+
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman's rho: the Pearson correlation of the average ranks of x and y (N,), in [-1, 1];
+    nan when either is constant (no ranking to correlate)."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.shape != ry.shape or rx.ndim != 1 or rx.size < 2:
+        raise DataError(f"spearman needs two 1-D sequences of the same length >= 2; got shapes {rx.shape} and {ry.shape}")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")

@@ -1,0 +1,367 @@
+"""Text matching: the `match` task of the trainer, a trained matcher loaded back, and retrieval with a bi-encoder.
+
+A pair's score is the model's similarity: cosine of the two sentence vectors (bi-encoders trained with
+contrastive, triplet or InfoNCE losses), or P(match) (loss ce: ESIM, the cross-encoder, Sentence-BERT's classifier).
+The predicted label is `score > threshold`: 0.5 for P(match); for cosine the threshold that maximises accuracy on
+the dev split, chosen again after every epoch and saved with the run (threshold.json), so test figures use a
+threshold fixed before the test split is seen. Metrics: accuracy, F1 of the match class, and Spearman's rho
+between score and label.
+
+Unsupervised SimCSE (`--loss infonce-unsup`) ignores the training labels: every distinct training sentence is
+paired with itself and the encoder's dropout makes the two views differ.
+
+Run directory additions: model.json (MatcherConfig), threshold.json, and retrieval/<corpus sha256>.safetensors,
+the cached corpus embeddings of `nlplab match`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from nlplab.data.batching import batch_rows, num_batches, pad_batch
+from nlplab.data.pairs import PAIR_DATASETS, Pair, load_pairs, read_pairs
+from nlplab.data.readers import read_lines
+from nlplab.errors import ConfigError, DataError, RunError
+from nlplab.io import atomic_write, atomic_write_text, read_json_object
+from nlplab.models.encoder import BertEncoder, pretrained_folder
+from nlplab.models.matcher import (
+    BI_ENCODERS,
+    DEFAULT_LOSS,
+    BiEncoder,
+    MatcherConfig,
+    build_matcher,
+    scores_are_probabilities,
+)
+from nlplab.nn.losses import unit
+from nlplab.text import Tokenizer, WordPieceTokenizer, build_tokenizer, load_tokenizer
+from nlplab.text.base import PAD, UNK
+from nlplab.text.wordpiece import CLS, SEP
+from nlplab.train.checkpoint import load_weights
+from nlplab.train.classify import transformer_shape
+from nlplab.train.config import TrainConfig
+from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, to_device
+
+METRICS = ("accuracy", "f1", "spearman")
+SIDES = ("a", "b", "pair")
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids of a split: both sides apart (`a`, `b`) or, for the cross-encoder, joined (`pair`, `segments`)."""
+
+    labels: list[int]
+    a: list[list[int]] | None = None
+    b: list[list[int]] | None = None
+    pair: list[list[int]] | None = None
+    segments: list[list[int]] | None = None
+
+    def lengths(self) -> list[int]:
+        if self.pair is not None:
+            return [len(p) for p in self.pair]
+        return [len(x) + len(y) for x, y in zip(self.a, self.b)]
+
+
+def plain_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of `text` without [CLS]/[SEP]."""
+    if isinstance(tokenizer, WordPieceTokenizer):
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(text)
+
+
+def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[Pair], window_size: int, joined: bool) -> EncodedPairs:
+    """Each side cut to the window (a WordPiece side keeps BERT's [CLS] ... [SEP]); `joined`: [CLS] a [SEP] b [SEP]
+    with segment ids 0 for [CLS] a [SEP] and 1 for b [SEP], each side cut to (window_size - 3) // 2 tokens."""
+    labels = [label for _, _, label in pairs]
+    if not joined:
+        return EncodedPairs(labels, a=[tokenizer.encode(s1)[:window_size] for s1, _, _ in pairs],
+                            b=[tokenizer.encode(s2)[:window_size] for _, s2, _ in pairs])
+    if CLS not in tokenizer.vocab or SEP not in tokenizer.vocab:
+        raise ConfigError(f"the cross-encoder joins a pair as [CLS] a [SEP] b [SEP]; the tokenizer has no {CLS}/{SEP} token")
+    cls, sep, side = tokenizer.vocab[CLS], tokenizer.vocab[SEP], max((window_size - 3) // 2, 1)
+    joined_ids, segments = [], []
+    for s1, s2, _ in pairs:
+        a, b = plain_ids(tokenizer, s1)[:side], plain_ids(tokenizer, s2)[:side]
+        joined_ids.append([cls, *a, sep, *b, sep])
+        segments.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    return EncodedPairs(labels, pair=joined_ids, segments=segments)
+
+
+def pad_side(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    ids, lengths = pad_batch(seqs, pad_id)
+    return {"ids": ids, "lengths": lengths, "mask": torch.arange(ids.shape[1]) < lengths[:, None]}
+
+
+def pair_batches(data: EncodedPairs, batch_size: int, pad_id: int, shuffle: bool = False,
+                 generator: torch.Generator | None = None, bucket: int = 0) -> Iterator[dict[str, Any]]:
+    """Batches {"a": side, "b": side} or {"pair": side + "segments"}, with "labels" (B,) and "rows" (B,); a side
+    holds ids (B,T), lengths (B,), mask (B,T). Rows grouped as `batch_rows` says, by the pair's total length."""
+    for rows in batch_rows(data.lengths(), batch_size, shuffle, generator, bucket):
+        batch: dict[str, Any] = {"labels": torch.tensor([data.labels[r] for r in rows]), "rows": torch.tensor(rows)}
+        if data.pair is not None:
+            batch["pair"] = pad_side([data.pair[r] for r in rows], pad_id)
+            batch["pair"]["segments"] = pad_batch([data.segments[r] for r in rows], 0)[0]
+        else:
+            batch["a"] = pad_side([data.a[r] for r in rows], pad_id)
+            batch["b"] = pad_side([data.b[r] for r in rows], pad_id)
+        yield batch
+
+
+def sides_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """`to_device` for the nested sides of a pair batch (their lengths stay on the CPU)."""
+    return {k: to_device(v, device) if k in SIDES else v for k, v in to_device(batch, device).items()}
+
+
+@torch.no_grad()
+def score_pairs(model: torch.nn.Module, data: EncodedPairs, batch_size: int, pad_id: int,
+                device: torch.device) -> tuple[float, torch.Tensor]:
+    """Mean loss and the scores (N,) of `model` over encoded pairs, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, scores = 0.0, torch.zeros(len(data.labels))
+    for batch in pair_batches(data, batch_size, pad_id, bucket=len(data.labels)):
+        with autocast(device):
+            loss, s = model(sides_to_device(batch, device))
+        total += loss.item() * len(batch["rows"])
+        scores[batch["rows"]] = s.float().cpu()
+    model.train(was_training)
+    return total / len(data.labels), scores
+
+
+def best_threshold(scores: torch.Tensor, labels: Sequence[int]) -> float:
+    """The cut t that maximises the accuracy of `score > t` on (scores, labels): midway between the two scores
+    where the best split falls (above the top score when predicting no match is best)."""
+    s, y = scores.double().numpy(), np.asarray(labels)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    k = np.arange(len(s) + 1)  # predict the k highest scores as matches
+    true_pos = np.r_[0, np.cumsum(y)]
+    correct = true_pos + (len(y) - y.sum()) - (k - true_pos)
+    splittable = np.r_[True, s[1:] != s[:-1], True]  # a cut between equal scores is impossible
+    best = int(k[splittable][np.argmax(correct[splittable])])
+    if best == 0:
+        return float(s[0])
+    if best == len(s):
+        return float(s[-1] - 1.0)
+    return float((s[best - 1] + s[best]) / 2)
+
+
+def pair_report(scores: torch.Tensor, labels: Sequence[int], threshold: float) -> dict[str, float]:
+    """accuracy, precision/recall/F1 of the match class, Spearman's rho of score vs label, and the threshold."""
+    predicted = (scores > threshold).long().numpy()
+    prf = precision_recall_f1(labels, predicted, 2)
+    return {"accuracy": accuracy(labels, predicted), "f1": float(prf.f1[1]), "precision": float(prf.precision[1]),
+            "recall": float(prf.recall[1]), "spearman": spearman(scores.double().numpy(), labels), "threshold": threshold}
+
+
+def self_pairs(pairs: Sequence[Pair]) -> list[Pair]:
+    """Unsupervised SimCSE data: every distinct sentence of `pairs`, in first-seen order, paired with itself."""
+    sentences = dict.fromkeys(s for s1, s2, _ in pairs for s in (s1, s2))
+    return [(s, s, 1) for s in sentences]
+
+
+def pair_texts(pairs: Sequence[Pair]) -> Iterator[str]:
+    return (s for s1, s2, _ in pairs for s in (s1, s2))
+
+
+def matcher_config(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncoder | None) -> MatcherConfig:
+    """The MatcherConfig a TrainConfig asks for; the BERT shape of simcse/cross as the classifier's transformer."""
+    bert = None
+    if cfg.model in ("simcse", "cross"):
+        bert = transformer_shape(dataclasses.replace(cfg, model="transformer"), tokenizer, pretrained)
+    model_cfg = MatcherConfig(
+        model=cfg.model, loss=cfg.loss or DEFAULT_LOSS.get(cfg.model, "contrastive"), vocab_size=tokenizer.vocab_size,
+        embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
+        num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
+        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, temperature=cfg.temperature, bert=bert)
+    model_cfg.check()
+    return model_cfg
+
+
+def prepare_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, train: Sequence[Pair]) -> Tokenizer:
+    """The run's own tokenizer on resume, the pretrained encoder's with --init-from, a saved one (--tokenizer DIR),
+    else one trained on the training sentences (with [CLS]/[SEP] for the cross-encoder)."""
+    if resume and (run_dir / "tokenizer").is_dir():
+        return load_tokenizer(run_dir / "tokenizer")
+    if cfg.init_from is not None:
+        return load_tokenizer(pretrained_folder(cfg.init_from))
+    if Path(cfg.tokenizer).exists():
+        return load_tokenizer(cfg.tokenizer)
+    options = {"special_tokens": (PAD, UNK, CLS, SEP)} if cfg.model == "cross" and cfg.tokenizer != "wordpiece" else {}
+    return build_tokenizer(cfg.tokenizer, **options).train(pair_texts(train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
+
+
+class MatchTask(Task):
+    """Sentence pairs -> match or not; selects the epoch by `cfg.metric` (accuracy, f1 or spearman) on dev."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
+        super().__init__(cfg, run_dir, resume, device)
+        if cfg.metric not in METRICS:
+            raise ConfigError(f"metric {cfg.metric!r} is not a matching metric; choose one of {', '.join(METRICS)}")
+        self.metric = cfg.metric
+        self.data = load_pairs(cfg.data, cfg.dev)
+        self.tokenizer = prepare_tokenizer(cfg, run_dir, resume, self.data.train)
+        torch.manual_seed(cfg.seed)
+        pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
+        self.model_cfg = matcher_config(cfg, self.tokenizer, pretrained)
+        model = build_matcher(self.model_cfg)
+        if pretrained is not None:
+            bert = model.encoder.encoder if isinstance(model, BiEncoder) else model.encoder
+            bert.load_state_dict(pretrained.state_dict())
+        self.model = model.to(device)
+        joined = cfg.model == "cross"
+        train = self_pairs(self.data.train) if self.model_cfg.loss == "infonce-unsup" else self.data.train
+        self.splits = {"train": encode_pairs(self.tokenizer, train, cfg.window_size, joined)}
+        for name in ("dev", "test"):
+            self.splits[name] = encode_pairs(self.tokenizer, self.data.split(name), cfg.window_size, joined)
+        self.threshold = 0.5
+
+    def save_meta(self, run_dir: Path) -> None:
+        self.tokenizer.save(run_dir / "tokenizer")
+        atomic_write_text(run_dir / "model.json", json.dumps(asdict(self.model_cfg)))
+
+    def num_train_batches(self) -> int:
+        return num_batches(len(self.splits["train"].labels), self.cfg.batch_size)
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[dict[str, Any]]:
+        return pair_batches(self.splits["train"], self.cfg.batch_size, self.tokenizer.pad_id, shuffle=True,
+                            generator=generator, bucket=self.cfg.bucket)
+
+    def step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int, dict[str, float]]:
+        loss, scores = self.model(sides_to_device(batch, self.device))
+        labels = batch["labels"]
+        if not scores_are_probabilities(self.model_cfg):
+            return loss, len(labels), {}
+        return loss, len(labels), {"accuracy": ((scores > 0.5).long() == labels).sum().item()}
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Figures on `split`; on dev a cosine model's threshold is tuned first (and kept for test)."""
+        data = self.splits[split]
+        loss, scores = score_pairs(self.model, data, 256, self.tokenizer.pad_id, self.device)
+        if split == "dev" and not scores_are_probabilities(self.model_cfg):
+            self.threshold = best_threshold(scores, data.labels)
+        return {"loss": loss, **pair_report(scores, data.labels, self.threshold)}
+
+    def validate(self) -> dict[str, float]:
+        val = self.evaluate("dev")
+        return {k: val[k] for k in ("loss", *METRICS)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"notes": self.data.notes, "model": self.model_cfg.model, "loss": self.model_cfg.loss,
+                "pairs": {name: len(self.data.split(name)) for name in ("train", "dev", "test")}}
+
+    def final_metrics(self) -> dict[str, Any]:
+        dev = self.evaluate("dev")
+        atomic_write_text(self.run_dir / "threshold.json", json.dumps({"threshold": self.threshold}))
+        return {"dev": dev, "test": self.evaluate("test")}
+
+    @classmethod
+    def cli_eval(cls, args: Any) -> None:
+        run = MatchRun.load(args.run, args.device)
+        if args.data and args.data not in PAIR_DATASETS:
+            pairs, source = read_pairs(args.data), args.data
+        else:
+            name = args.data or run.cfg.data
+            pairs, source = load_pairs(name, None if args.data else run.cfg.dev).test, f"{name} (test split)"
+        rep = run.evaluate(pairs)
+        print(f"data: {source}  pairs: {len(pairs)}  model: {run.model_cfg.model} ({run.model_cfg.loss})  "
+              f"threshold: {run.threshold:.4f}")
+        print("  ".join(f"{k} {rep[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "spearman", "loss")))
+        print(json.dumps(rep))
+
+    @classmethod
+    def cli_predict(cls, args: Any, texts: list[str]) -> None:
+        run = MatchRun.load(args.run, args.device)
+        pairs = [split_query_pair(text, n) for n, text in enumerate(texts, start=1)]
+        for (s1, s2, _), score in zip(pairs, run.scores(pairs)):
+            print(f"{int(score > run.threshold)}\t{score:.4f}\t{s1}\t{s2}")
+
+
+def split_query_pair(text: str, number: int) -> Pair:
+    """`s1<TAB>s2` (the format of `nlplab predict` for matching runs) as a pair with a placeholder label 0."""
+    cells = text.split("\t")
+    if len(cells) != 2 or not all(c.strip() for c in cells):
+        raise DataError(f"input {number}: a matching run predicts on `sentence1<TAB>sentence2`, found {len(cells)} "
+                        f"non-empty column(s) in {text!r}; in a shell write $'first\\tsecond'")
+    return cells[0].strip(), cells[1].strip(), 0
+
+
+@dataclass
+class MatchRun:
+    """A trained matcher loaded back for use: config, tokenizer, model (in eval mode) and score threshold."""
+
+    run_dir: Path
+    cfg: TrainConfig
+    tokenizer: Tokenizer
+    model_cfg: MatcherConfig
+    model: torch.nn.Module
+    threshold: float
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> MatchRun:
+        run_dir = Path(run_dir)
+        cfg = run_config(run_dir)
+        if cfg.task != "match":
+            raise RunError(f"{run_dir}: a {cfg.task} run, not a matcher")
+        fix = "the run is incomplete; train it again or finish it with --resume"
+        model_cfg = MatcherConfig(**read_json_object(run_dir / "model.json", RunError, fix))
+        threshold = read_json_object(run_dir / "threshold.json", RunError, fix)["threshold"]
+        dev = resolve_device(device)
+        model = load_weights(run_dir / "model.safetensors", build_matcher(model_cfg)).to(dev).eval()
+        return cls(run_dir, cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg, model, threshold, dev)
+
+    def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
+        return encode_pairs(self.tokenizer, pairs, self.cfg.window_size, self.model_cfg.model == "cross")
+
+    def scores(self, pairs: Sequence[Pair]) -> torch.Tensor:
+        """Similarity scores (N,) of (s1, s2, _) pairs."""
+        return score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)[1]
+
+    def evaluate(self, pairs: Sequence[Pair]) -> dict[str, float]:
+        loss, scores = score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)
+        return {"loss": loss, **pair_report(scores, [label for _, _, label in pairs], self.threshold)}
+
+    @torch.no_grad()
+    def embeddings(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Unit-length sentence vectors (N, D) of a bi-encoder run."""
+        if not isinstance(self.model, BiEncoder):
+            raise RunError(f"{self.run_dir}: retrieval needs a bi-encoder ({', '.join(BI_ENCODERS)}), "
+                           f"this run's model, {self.model_cfg.model}, only scores pairs")
+        ids = [self.tokenizer.encode(t)[: self.cfg.window_size] for t in texts]
+        vectors = []
+        for rows in batch_rows([len(s) for s in ids], batch_size):
+            side = to_device(pad_side([ids[r] for r in rows], self.tokenizer.pad_id), self.device)
+            with autocast(self.device):
+                vectors.append(self.model.embed(side).float().cpu())
+        return unit(torch.cat(vectors))
+
+    def corpus_embeddings(self, corpus: str | Path) -> tuple[list[str], torch.Tensor]:
+        """The non-blank lines of `corpus` and their embeddings, cached in retrieval/<sha256 of the file>.safetensors
+        under the run (computed once per corpus content, written atomically)."""
+        corpus = Path(corpus)
+        lines = [line.strip() for line in read_lines(corpus) if line.strip()]
+        cache = self.run_dir / "retrieval" / f"{hashlib.sha256(corpus.read_bytes()).hexdigest()}.safetensors"
+        if cache.is_file():
+            return lines, load_file(cache)["embeddings"]
+        vectors = self.embeddings(lines)
+        atomic_write(cache, lambda tmp: save_file({"embeddings": vectors.contiguous()}, tmp))
+        return lines, vectors
+
+    def search(self, queries: Sequence[str], corpus: str | Path, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """For each query, the `top_k` corpus lines by cosine similarity, best first: [(line, cosine), ...]."""
+        lines, vectors = self.corpus_embeddings(corpus)
+        similarity = self.embeddings(queries) @ vectors.T  # (Q, N)
+        best = similarity.topk(min(top_k, len(lines)), dim=-1)
+        return [[(lines[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
+                for row_s, row_i in zip(best.values, best.indices)]
