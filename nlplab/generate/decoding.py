@@ -53,7 +53,11 @@ def next_logits(model: Step, seq: Tensor, cache: Any, use_cache: bool) -> tuple[
 
 
 def reorder_cache(cache: Any, index: Tensor) -> Any:
-    """Rows `index` (K,) of every tensor in a nested list/tuple cache whose tensors are batch-first."""
+    """Rows `index` (K,) of every tensor in a nested list/tuple cache whose tensors are batch-first; a cache
+    object with its own `reorder_cache` (Hugging Face's) reorders itself."""
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(index)
+        return cache
     if isinstance(cache, Tensor):
         return cache.index_select(0, index)
     if isinstance(cache, (list, tuple)):

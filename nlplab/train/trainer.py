@@ -100,6 +100,11 @@ class Task(ABC):
     def final_metrics(self) -> dict[str, Any]:
         """{"dev": {...}, "test": {...}} of the selected model, for metrics.json."""
 
+    def fit_directly(self) -> dict[str, Any] | None:
+        """For models estimated without gradients (counts): build, save and evaluate the run, return its
+        metrics. None (the default) means: train with the shared loop."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Extra keys for metrics.json (data notes, sizes)."""
         return {}
@@ -149,7 +154,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     if not resume and (run_dir / "config.yaml").exists():
         raise RunError(f"{run_dir}: already holds a run; continue it with --resume or choose another --out")
     task = task_class(cfg.task)(cfg, run_dir, resume, resolve_device(cfg.device))
-    return fit(task, checkpoint_path, on_epoch_end, progress)
+    metrics = task.fit_directly()
+    return metrics if metrics is not None else fit(task, checkpoint_path, on_epoch_end, progress)
 
 
 def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,

@@ -1,0 +1,239 @@
+"""A causal language model ready to generate text: an nlplab LM run or a Hugging Face causal-LM folder, with its
+tokenizer, end token, context length and chat template, and `generate` over every decoding strategy.
+
+Sources (`load_causal_lm`):
+- an nlplab run of `nlplab train --task lm` (rnn, lstm, gru, cnn, gpt), with the simple chat template
+  `问：{query}\\n答：{response}\\n` per turn;
+- a Hugging Face folder (config.json, model.safetensors, tokenizer.json): GPT-2 runs on nlplab's own GPT;
+  other architectures (Llama, Qwen2, ...) run on `transformers` when it is installed. The tokenizer is read by
+  nlplab from tokenizer.json, and the chat template from tokenizer_config.json is rendered with Jinja as
+  Hugging Face renders it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nlplab.errors import ConfigError, RunError
+from nlplab.generate.beam import beam_search
+from nlplab.generate.decoding import Step, argmax_picker, sampler, stream
+from nlplab.io import read_json_object
+
+STRATEGIES = ("greedy", "beam", "sample")
+NLPLAB_TEMPLATE = "问：{query}\n答：{response}\n"
+Message = dict[str, str]
+
+
+@dataclass
+class Generated:
+    """One output: the generated continuation ids (prompt excluded), its text, and its score (beam: the
+    length-penalised beam score; greedy and sample: the sum of the model's log-probabilities of the ids)."""
+
+    ids: list[int]
+    text: str
+    score: float
+
+
+@dataclass
+class CausalLM:
+    step: Step
+    encode: Callable[[str], list[int]]
+    decode: Callable[[Sequence[int]], str]
+    eos_id: int | None
+    context: int | None
+    render_chat: Callable[[list[Message]], str]
+    name: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def room(self, prompt_len: int, max_new_tokens: int) -> int:
+        """max_new_tokens, capped so that prompt and continuation fit the context; an error when nothing fits."""
+        if prompt_len == 0:
+            raise ConfigError("the prompt is empty; give some text or ids")
+        if self.context is None:
+            return max_new_tokens
+        if prompt_len >= self.context:
+            raise ConfigError(f"the prompt has {prompt_len} tokens, but {self.name} reads at most {self.context}; "
+                              "shorten the prompt")
+        return min(max_new_tokens, self.context - prompt_len)
+
+
+def nlplab_chat(messages: list[Message]) -> str:
+    """The template of nlplab LMs: each finished turn `问：q\\n答：r\\n`, then `问：q\\n答：` for the new query."""
+    text, query = "", None
+    for m in messages:
+        if m["role"] == "user":
+            query = m["content"]
+        elif m["role"] == "assistant" and query is not None:
+            text += NLPLAB_TEMPLATE.format(query=query, response=m["content"])
+            query = None
+    return text + (NLPLAB_TEMPLATE.split("{response}")[0].format(query=query) if query is not None else "")
+
+
+def jinja_chat(template: str, special: dict[str, Any]) -> Callable[[list[Message]], str]:
+    """Render a Hugging Face chat template (Jinja, trim_blocks and lstrip_blocks as HF sets them) with the
+    generation prompt added."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    compiled = env.from_string(template)
+
+    def render(messages: list[Message]) -> str:
+        try:
+            return compiled.render(messages=messages, add_generation_prompt=True, **special)
+        except TemplateError as e:
+            raise ConfigError(f"the model's chat template failed: {e}") from None
+
+    return render
+
+
+def token_text(value: Any) -> str | None:
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
+    """An nlplab LM run or a Hugging Face causal-LM folder (see the module docstring)."""
+    from nlplab.text import load_tokenizer
+    from nlplab.train.trainer import resolve_device
+
+    folder, dev = Path(path), resolve_device(device)
+    if (folder / "config.yaml").is_file():
+        from nlplab.train.lm import LMRun, end_token_id
+
+        run = LMRun.load(folder, device)
+        if not isinstance(run.model, torch.nn.Module):
+            raise ConfigError(f"{folder}: an n-gram run scores and evaluates text; generation needs a neural LM run")
+        return CausalLM(run.model, run.tokenizer.encode, run.tokenizer.decode, end_token_id(run.tokenizer),
+                        run.cfg.window_size, nlplab_chat, str(folder), dev)
+    if not (folder / "config.json").is_file():
+        raise RunError(f"{folder}: neither an nlplab run (config.yaml) nor a Hugging Face model folder (config.json)")
+    config = read_json_object(folder / "config.json", RunError, "pass a Hugging Face causal-LM folder")
+    tokenizer = load_tokenizer(folder)
+    tok_config = read_json_object(folder / "tokenizer_config.json", RunError, "") if (folder / "tokenizer_config.json").is_file() else {}
+    eos = config.get("eos_token_id")
+    eos_id = eos[0] if isinstance(eos, list) else eos
+    template = tok_config.get("chat_template")
+    special = {k: token_text(tok_config.get(k)) for k in ("bos_token", "eos_token")}
+    render = jinja_chat(template, special) if template else nlplab_chat
+    if config.get("model_type") == "gpt2":
+        from nlplab.models.gpt import GPT
+
+        model = GPT.from_pretrained(folder).to(dev).eval()
+        return CausalLM(model, tokenizer.encode, tokenizer.decode, eos_id, model.cfg.block_size, render, str(folder), dev)
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        raise ConfigError(f"{folder}: a {config.get('model_type')} model runs on the `transformers` package; "
+                          "pip install transformers (nlplab runs GPT-2 folders itself)") from None
+    model = AutoModelForCausalLM.from_pretrained(folder).to(dev).eval()
+
+    def step(ids: Tensor, cache: Any) -> tuple[Tensor, Any]:
+        out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+        return out.logits, out.past_key_values
+
+    context = config.get("max_position_embeddings") or config.get("n_positions")
+    return CausalLM(step, tokenizer.encode, tokenizer.decode, eos_id, context, render, str(folder), dev)
+
+
+def cut_at_stop(ids: list[int], decode: Callable[[Sequence[int]], str], stop: Sequence[str]) -> tuple[list[int], str, bool]:
+    """The shortest prefix of `ids` whose text contains a stop string, with the text cut before it; or all of
+    `ids` and their text when none occurs. Returns (ids, text, stopped)."""
+    text = decode(ids)
+    hits = [text.find(s) for s in stop if s and s in text]
+    if not hits:
+        return ids, text, False
+    k = next(k for k in range(1, len(ids) + 1) if any(s and s in decode(ids[:k]) for s in stop))
+    return ids[:k], text[: min(hits)], True
+
+
+@torch.no_grad()
+def continuation_logprob(step: Step, prompt: Tensor, ids: Sequence[int]) -> float:
+    """Σ log p(ids | prompt) under the model, natural log."""
+    if not ids:
+        return 0.0
+    seq = torch.cat([prompt, torch.tensor(list(ids), device=prompt.device)])
+    logits, _ = step(seq[None, :-1], None)
+    logp = F.log_softmax(logits[0, len(prompt) - 1 :].float(), dim=-1)
+    return logp.gather(1, seq[len(prompt) :, None]).sum().item()
+
+
+def picker(strategy: str, temperature: float, top_k: int | None, top_p: float | None, repetition_penalty: float,
+           seed: int | None):
+    """The token picker of greedy or sampling decoding; options are checked here so bad ones fail before decoding."""
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ConfigError(f"--top-p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+    if temperature < 0 or math.isnan(temperature):
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    if repetition_penalty <= 0:
+        raise ConfigError(f"--repetition-penalty must be > 0, got {repetition_penalty}")
+    if strategy == "greedy" or temperature == 0:
+        return argmax_picker
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return sampler(temperature, top_k, top_p, repetition_penalty, generator)
+
+
+def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_tokens: int,
+                stop: Sequence[str] = ()) -> Iterator[tuple[list[int], str]]:
+    """Decode one prompt token by token; yield (ids so far, text so far) after each token, ending early at EOS
+    (left out) or when a stop string appears (cut before it)."""
+    prompt = torch.tensor(list(prompt_ids), device=lm.device)
+    ids: list[int] = []
+    for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, _sampling_on_cpu(pick)):
+        if token.item() == lm.eos_id:
+            return
+        ids.append(token.item())
+        ids_now, text, stopped = cut_at_stop(ids, lm.decode, stop)
+        yield ids_now, text
+        if stopped:
+            return
+
+
+def _sampling_on_cpu(pick: Any) -> Any:
+    """Seeded generators live on the CPU: draw there, so a seed gives the same text on every device."""
+    return lambda logits, history: pick(logits.float().cpu(), history.cpu()).to(logits.device)
+
+
+def generate(lm: CausalLM, prompt_ids: Sequence[int], strategy: str = "greedy", max_new_tokens: int = 50,
+             num_beams: int = 4, length_penalty: float = 1.0, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, repetition_penalty: float = 1.0, num_return: int = 1, seed: int | None = None,
+             stop: Sequence[str] = ()) -> list[Generated]:
+    """`num_return` continuations of one prompt by `strategy` (greedy, beam or sample), best first for beam."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if num_return < 1:
+        raise ConfigError(f"--num-return must be >= 1, got {num_return}")
+    if num_beams < 1:
+        raise ConfigError(f"--beams must be >= 1, got {num_beams}")
+    prompt = torch.tensor(list(prompt_ids), dtype=torch.long, device=lm.device)
+    budget = lm.room(len(prompt), max_new_tokens)
+    if strategy == "beam":
+        if num_return > num_beams:
+            raise ConfigError(f"--num-return ({num_return}) cannot exceed --beams ({num_beams})")
+        hyps = beam_search(lm.step, prompt, budget, lm.eos_id, num_beams, length_penalty, num_return=num_return)
+        outputs = [(h.ids.tolist(), h.score) for h in hyps]
+    else:
+        if strategy == "greedy" and num_return > 1:
+            raise ConfigError("greedy decoding has one result; use --strategy sample or beam for --num-return > 1")
+        pick = picker(strategy, temperature, top_k, top_p, repetition_penalty, seed)
+        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, _sampling_on_cpu(pick))), 1)
+        outputs = [(row.tolist(), None) for row in rows]
+    results = []
+    for ids, score in outputs:
+        ids = ids[: ids.index(lm.eos_id)] if lm.eos_id in ids else ids
+        ids, text, _ = cut_at_stop(ids, lm.decode, stop)
+        results.append(Generated(ids, text, score if score is not None else continuation_logprob(lm.step, prompt, ids)))
+    return results

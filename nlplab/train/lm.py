@@ -1,0 +1,242 @@
+"""Language modelling: the `lm` task of the trainer, and a trained LM loaded back to evaluate and score text.
+
+Each document is tokenized and the split becomes one stream  EOS d₁ EOS d₂ EOS …  (EOS = `<|endoftext|>`).
+Neural models train on non-overlapping windows of `window_size` next-token predictions; evaluation covers the
+stream with windows that overlap by one token, so every token after the first is predicted exactly once:
+N = Σ_d (|d| + 1) predictions, as many as the n-gram model scores (each document's tokens and its end).
+
+    PPL = exp(−(1/N) Σᵢ log p(xᵢ | x_<i))          bits per character = −Σᵢ log₂ p(xᵢ | x_<i) / C
+where C counts the non-space characters of the documents plus one end per document (for a char tokenizer C = N,
+so bits per character = log₂ PPL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlplab.data.corpora import TextCorpus, load_corpus, text_lines
+from nlplab.errors import ConfigError, RunError
+from nlplab.io import atomic_write_text, read_json_object
+from nlplab.models.lm import LMConfig, build_lm, lm_loss
+from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.text.base import PAD, UNK
+from nlplab.text.ngram import NGramLM
+from nlplab.train.checkpoint import load_weights
+from nlplab.train.config import TrainConfig
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config
+
+EOS = "<|endoftext|>"
+NGRAM_FILE = "ngram.json"
+
+
+def end_token_id(tokenizer: Tokenizer) -> int:
+    """The id of the end-of-document token (`<|endoftext|>`, else `</s>` or `[SEP]`)."""
+    for token in (EOS, "</s>", "[SEP]"):
+        if token in tokenizer.vocab:
+            return tokenizer.vocab[token]
+    raise ConfigError(f"the tokenizer has no end-of-document token; train it with {EOS!r} among its special tokens")
+
+
+def encode_stream(tokenizer: Tokenizer, documents: Iterable[str]) -> Tensor:
+    """EOS d₁ EOS d₂ … EOS as one 1-D tensor of ids."""
+    eos = end_token_id(tokenizer)
+    ids = [eos]
+    for doc in documents:
+        ids.extend(tokenizer.encode(doc))
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def count_characters(documents: Iterable[str]) -> int:
+    """C of the module docstring: non-space characters plus one end per document."""
+    return sum(len("".join(doc.split())) + 1 for doc in documents)
+
+
+def windows(stream: Tensor, size: int) -> list[Tensor]:
+    """Cut a stream into pieces of size + 1 that overlap by one token (the last may be shorter)."""
+    return [stream[i : i + size + 1] for i in range(0, len(stream) - 1, size)]
+
+
+@torch.no_grad()
+def stream_nll(model: nn.Module, stream: Tensor, size: int, batch_size: int, device: torch.device) -> tuple[float, int]:
+    """(Σ −log p(xᵢ | x_<i) over every token of `stream` after the first, in nats; the number of such tokens)."""
+    was_training = model.training
+    model.eval()
+    total, pieces = 0.0, windows(stream, size)
+    full = [w for w in pieces if len(w) == size + 1]
+    groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[w] for w in pieces if len(w) < size + 1]
+    for group in groups:
+        batch = torch.stack(group).to(device)
+        with autocast(device):
+            logits, _ = model(batch[:, :-1])
+        total += F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum").item()
+    model.train(was_training)
+    return total, len(stream) - 1
+
+
+def lm_figures(nll: float, tokens: int, characters: int) -> dict[str, float]:
+    return {"loss": nll / tokens, "ppl": math.exp(nll / tokens), "bits_per_char": nll / math.log(2) / characters,
+            "tokens": tokens}
+
+
+@dataclass
+class LMRun:
+    """A trained language model loaded back: config, tokenizer and model (neural, in eval mode, or n-gram)."""
+
+    cfg: TrainConfig
+    tokenizer: Tokenizer
+    model: nn.Module | NGramLM
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> LMRun:
+        run_dir = Path(run_dir)
+        cfg = run_config(run_dir)
+        if cfg.task != "lm":
+            raise RunError(f"{run_dir}: a {cfg.task} run, not a language model")
+        tokenizer, dev = load_tokenizer(run_dir / "tokenizer"), resolve_device(device)
+        if cfg.model == "ngram":
+            return cls(cfg, tokenizer, NGramLM.load(run_dir / NGRAM_FILE), dev)
+        shape = read_json_object(run_dir / "model.json", RunError, "the run is incomplete; train it again or --resume it")
+        model = load_weights(run_dir / "model.safetensors", build_lm(LMConfig(**shape)))
+        return cls(cfg, tokenizer, model.to(dev).eval(), dev)
+
+    def token_strings(self, text: str) -> list[str]:
+        """The n-gram model's view of a text: its tokens as strings (unknown ones as [UNK])."""
+        return [self.tokenizer.id_to_token[i] for i in self.tokenizer.encode(text)]
+
+    def nll(self, documents: Sequence[str]) -> tuple[float, int]:
+        """(Σ −log p over the documents' tokens and ends, in nats; the number of predictions N)."""
+        if isinstance(self.model, NGramLM):
+            docs = [self.token_strings(d) for d in documents]
+            return -sum(self.model.sentence_logprob(d) for d in docs), sum(len(d) + 1 for d in docs)
+        stream = encode_stream(self.tokenizer, documents)
+        return stream_nll(self.model, stream, self.cfg.window_size, 64, self.device)
+
+    def evaluate(self, documents: Sequence[str]) -> dict[str, float]:
+        """loss (nats per token), ppl, bits_per_char and tokens over `documents`."""
+        if not documents:
+            raise ConfigError("no documents to evaluate; the file has no non-empty line")
+        nll, tokens = self.nll(documents)
+        return lm_figures(nll, tokens, count_characters(documents))
+
+    def score(self, texts: Sequence[str]) -> list[tuple[int, float, float]]:
+        """(index, log p(text + end), perplexity) of each text, most reasonable (lowest perplexity) first."""
+        rows = []
+        for i, text in enumerate(texts):
+            nll, tokens = self.nll([text])
+            rows.append((i, -nll, math.exp(nll / tokens)))
+        return sorted(rows, key=lambda r: r[2])
+
+
+class LMTask(Task):
+    """Raw text -> next-token prediction; selects the epoch with the lowest validation perplexity."""
+
+    metric, mode = "ppl", "min"
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
+        super().__init__(cfg, run_dir, resume, device)
+        self.corpus: TextCorpus = load_corpus(cfg.data)
+        self.tokenizer = self.prepare_tokenizer()
+        if cfg.model == "ngram":
+            self.model = nn.Module()
+            return
+        self.streams = {name: encode_stream(self.tokenizer, self.corpus.split(name)) for name in ("train", "dev", "test")}
+        self.train_windows = [w for w in windows(self.streams["train"], cfg.window_size) if len(w) == cfg.window_size + 1]
+        if not self.train_windows:
+            raise ConfigError(f"the training split has fewer than window_size + 1 = {cfg.window_size + 1} tokens; "
+                              "use a smaller --window-size")
+        torch.manual_seed(cfg.seed)
+        self.shape = LMConfig(model=cfg.model, vocab_size=self.tokenizer.vocab_size, block_size=cfg.window_size,
+                              embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, heads=cfg.heads,
+                              kernel_size=max(cfg.kernel_sizes), dropout=cfg.dropout, moe_experts=cfg.moe_experts,
+                              moe_top_k=cfg.moe_top_k, impl=cfg.impl)
+        self.model = build_lm(self.shape).to(device)
+
+    def prepare_tokenizer(self) -> Tokenizer:
+        """The run's own tokenizer on resume, `--tokenizer DIR`, or one trained on the training documents with
+        [PAD], [UNK] and the end-of-document token."""
+        if self.resume and (self.run_dir / "tokenizer").is_dir():
+            return load_tokenizer(self.run_dir / "tokenizer")
+        if Path(self.cfg.tokenizer).exists():
+            return load_tokenizer(self.cfg.tokenizer)
+        tok = build_tokenizer(self.cfg.tokenizer, special_tokens=(PAD, UNK, EOS))
+        return tok.train(self.corpus.train, vocab_size=self.cfg.vocab_size, min_freq=self.cfg.min_freq)
+
+    def save_meta(self, run_dir: Path) -> None:
+        self.tokenizer.save(run_dir / "tokenizer")
+        atomic_write_text(run_dir / "model.json", json.dumps(asdict(self.shape)))
+
+    def num_train_batches(self) -> int:
+        return math.ceil(len(self.train_windows) / self.cfg.batch_size)
+
+    def train_batches(self, generator: torch.Generator) -> Iterable[dict[str, Any]]:
+        order = torch.randperm(len(self.train_windows), generator=generator).tolist()
+        for start in range(0, len(order), self.cfg.batch_size):
+            batch = torch.stack([self.train_windows[i] for i in order[start : start + self.cfg.batch_size]])
+            yield {"ids": batch[:, :-1], "targets": batch[:, 1:]}
+
+    def step(self, batch: dict[str, Any]) -> tuple[Tensor, int, dict[str, float]]:
+        loss, self._objective = lm_loss(self.model, batch["ids"], batch["targets"])
+        return loss, batch["targets"].numel(), {}
+
+    def objective(self, loss: Tensor) -> Tensor:
+        return super().objective(self._objective)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        nll, tokens = stream_nll(self.model, self.streams[split], self.cfg.window_size, 64, self.device)
+        return lm_figures(nll, tokens, count_characters(self.corpus.split(split)))
+
+    def validate(self) -> dict[str, float]:
+        val = self.evaluate("dev")
+        return {"loss": val["loss"], "ppl": val["ppl"]}
+
+    def describe(self) -> dict[str, Any]:
+        return {"documents": {s: len(self.corpus.split(s)) for s in ("train", "dev", "test")},
+                "vocab_size": self.tokenizer.vocab_size}
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"dev": self.evaluate("dev"), "test": self.evaluate("test")}
+
+    def fit_directly(self) -> dict[str, Any] | None:
+        """The n-gram model: count on the training documents, save, evaluate on dev and test."""
+        if self.cfg.model != "ngram":
+            return None
+        import time
+
+        import yaml
+
+        t0 = time.perf_counter()
+        run = LMRun(self.cfg, self.tokenizer, NGramLM(self.cfg.order, self.cfg.smoothing, self.cfg.add_k), self.device)
+        run.model.fit(run.token_strings(d) for d in self.corpus.train)
+        seconds = time.perf_counter() - t0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(self.run_dir / "tokenizer")
+        run.model.save(self.run_dir / NGRAM_FILE)
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), allow_unicode=True, sort_keys=False))
+        metrics = {"data": self.cfg.data, **self.describe(), "best_epoch": None, "epochs_run": 0, "train_seconds": seconds,
+                   "dev": run.evaluate(self.corpus.dev), "test": run.evaluate(self.corpus.test)}
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
+        return metrics
+
+    @classmethod
+    def cli_eval(cls, args: Any) -> None:
+        run = LMRun.load(args.run, args.device)
+        if args.data:
+            documents, source = text_lines(args.data), args.data
+        else:
+            documents, source = load_corpus(run.cfg.data).test, f"{run.cfg.data} (test split)"
+        figures = run.evaluate(documents)
+        print(f"data: {source}  documents: {len(documents)}  tokens: {figures['tokens']}")
+        print(f"perplexity {figures['ppl']:.3f}  bits per character {figures['bits_per_char']:.4f}  "
+              f"loss {figures['loss']:.4f} nats/token")
+        print(json.dumps(figures))
