@@ -53,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(config_path, overrides)
     metrics = train(cfg, args.out, resume=args.resume, progress=False if args.no_progress else None)
     test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
-    print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" for k, v in test.items()) + f" | run: {args.out}")
+    print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                            for k, v in test.items()) + f" | run: {args.out}")
     print(json.dumps(test))
 
 
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "embed": cmd_embed, "data": cmd_data}
 TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}
 # modules that add commands: each has add_parsers(sub) -> {command name: handler(args)}
-EXTENSIONS = ["nlplab.lab.cli", "nlplab.train.match_cli"]
+EXTENSIONS = ["nlplab.generate.cli", "nlplab.lab.cli", "nlplab.train.match_cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
