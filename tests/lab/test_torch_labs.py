@@ -31,7 +31,17 @@ def check_dropout_bn(data: dict) -> None:
             assert layer["input var, dropout on"] == layer["input var, dropout off"]
 
 
-CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout-bn": check_dropout_bn}
+def check_imbalance(data: dict) -> None:
+    rows = {r["method"]: r for r in data["rows"]}
+    base = rows["baseline"]
+    assert base["accuracy"] > 0.9 and base["minority recall"] < 0.3
+    assert rows["class weights"]["minority recall"] > 2 * base["minority recall"]
+    assert rows["threshold moving"]["ROC-AUC"] == base["ROC-AUC"] and rows["threshold moving"]["threshold"] < 0.1
+    assert data["train"]["negative"] == 10 * data["train"]["positive"]
+
+
+CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout-bn": check_dropout_bn,
+          "imbalance": check_imbalance}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
