@@ -2,7 +2,7 @@
 None), the query comes from the caller (no undefined `input`), only the new tokens are decoded with special
 tokens skipped, and each turn appends one (query, response) pair instead of nesting the history.
 
-    prompt = chat_template(history + [query])        oldest turns dropped while len(prompt) > max_length
+    prompt = chat_template(history + [query])        oldest turns dropped while len(prompt) ≥ max_length
     response = decode(generate(prompt)[len(prompt):])
     history.append((query, response))
 """
@@ -37,11 +37,12 @@ class Chat:
         return system + turns + [{"role": "user", "content": query}]
 
     def prompt_ids(self, query: str) -> list[int]:
-        """The templated prompt of history + query, dropping the oldest turns while it exceeds max_length."""
+        """The templated prompt of history + query, dropping the oldest turns until it leaves room for a new token
+        within max_length."""
         history = list(self.history)
         while True:
             ids = self.lm.encode(self.lm.render_chat(self.messages(query, history)))
-            if len(ids) <= self.max_length or not history:
+            if len(ids) < self.max_length or not history:
                 break
             history.pop(0)
         if len(ids) >= self.max_length:
