@@ -74,6 +74,8 @@ class MatcherConfig:
     activation: str = "relu"
     pad_id: int | None = 0
     impl: str = "fused"
+    ngrams: int = 1
+    ngram_buckets: int = 200_000
     margin: float = 0.5
     """contrastive: cos of a non-match is pushed below it; triplet: gap wanted between the two distances"""
     temperature: float = 0.05
@@ -111,7 +113,8 @@ class BiEncoder(nn.Module):
         self.encoder = TextClassifier(ClassifierConfig(
             model=BI_ENCODERS[cfg.model], vocab_size=cfg.vocab_size, num_classes=cfg.hidden_size, embed_dim=cfg.embed_dim,
             hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-            kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=cfg.pad_id, impl=cfg.impl, bert=cfg.bert))
+            kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=cfg.pad_id, impl=cfg.impl, ngrams=cfg.ngrams,
+            ngram_buckets=cfg.ngram_buckets, bert=cfg.bert))
         if cfg.loss == "ce":
             self.head = Linear(3 * cfg.hidden_size, 2, impl=cfg.impl)
 

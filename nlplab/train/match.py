@@ -183,7 +183,8 @@ def matcher_config(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncod
         model=cfg.model, loss=cfg.loss or DEFAULT_LOSS.get(cfg.model, "contrastive"), vocab_size=tokenizer.vocab_size,
         embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
         num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
-        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, temperature=cfg.temperature, bert=bert)
+        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets,
+        temperature=cfg.temperature, bert=bert)
     model_cfg.check()
     return model_cfg
 
