@@ -7,8 +7,8 @@ The encoder is `TextClassifier` whose head projects the pooled encoding to D = h
 (TextCNN), `lstm` (BiLSTM, max over time) or `simcse` (a BERT encoder, mean over tokens; from scratch or from a
 pretrained folder). Losses:
     contrastive    1 - cos for a match, max(0, cos - margin) for a non-match
-    triplet        max(0, margin + d(a, b) - d(a, b')) over the matching pairs, d = 1 - cos, b' the next matching
-                   pair's b in the batch (an in-batch negative)
+    triplet        max(0, margin + d(a, b) - d(a, b')) over the matching pairs, d = 1 - cos, b' the b of the
+                   previous matching pair in the batch (an in-batch negative)
     infonce        supervised SimCSE: InfoNCE of each matching a against all b of the batch (its own b the positive,
                    the b of every other pair, the non-matching ones included, a negative), temperature tau
     infonce-unsup  unsupervised SimCSE: the same loss where the task pairs each sentence with itself; dropout makes

@@ -102,7 +102,7 @@ def test_supervised_simcse_uses_non_matching_pairs_as_extra_negatives():
     torch.testing.assert_close(loss, reference, rtol=1e-10, atol=1e-10)
 
 
-def test_triplet_negatives_are_the_next_matching_pair():
+def test_triplet_negative_is_the_previous_matching_pair():
     model = matcher("cnn", "triplet").eval()
     batch = pair_batch(9)
     loss, scores = model(batch)

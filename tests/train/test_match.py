@@ -153,6 +153,8 @@ def test_cli_train_eval_predict_and_retrieval_cache(pairs_tsv, tmp_path, capsys,
     uncached = (loaded.embeddings(["花呗怎么还"]) @ original(loaded, lines).T)[0].topk(3)
     assert [h["text"] for h in first[0]["hits"]] == [lines[i] for i in uncached.indices.tolist()]
     assert [h["score"] for h in first[0]["hits"]] == pytest.approx(uncached.values.tolist(), abs=1e-6)
+    corpus.write_text("花呗怎么还\n", encoding="utf-8")
+    assert main(query) == 0 and len(list((tmp_path / "run" / "retrieval").glob("*.safetensors"))) == 2  # new content, new key
 
 
 @pytest.mark.parametrize("argv, message", [
