@@ -58,7 +58,7 @@ def test_vanishing_gradient_in_sigmoid_not_relu(lab):
     rows = rows_by(data, "activation", "hidden layer")
     assert rows["sigmoid", 1]["‖δ‖ at init"] * 10 < rows["sigmoid", 4]["‖δ‖ at init"]
     assert data["ratio_last_to_first"]["sigmoid"]["init"] > 20
-    assert 1 / 3 < data["ratio_last_to_first"]["relu"]["median"] < 3
+    assert 1 / 3 < data["ratio_last_to_first"]["relu"]["first epoch"] < 3
 
 
 @pytest.mark.parametrize("lab", ["hyperparams"], indirect=True)
@@ -69,6 +69,7 @@ def test_hyperparams_early_stopping_and_learning_rate(lab):
     overfit = next(row for row in data["rows"] if row["experiment"] == "epochs")
     assert overfit["training accuracy"] > overfit["validation accuracy"] + 0.1
     assert data["validation_cost_min_epoch"] < data["early_stopping_epoch"] < overfit["epochs"]
-    costs = [rows["learning rate", f"η = {eta}"]["training cost"] for eta in ("0.025", "0.25", "2.5")]
-    assert costs[0] > costs[1] < costs[2]
+    slow, good, big = (rows["learning rate", f"η = {eta}"] for eta in ("0.025", "0.25", "25"))
+    assert slow["training cost after epoch 1"] > good["training cost after epoch 1"]
+    assert big["training cost"] > 2 * good["training cost"] and big["total rise of the cost"] > good["total rise of the cost"]
     assert rows["mini-batch", "m = 100"]["seconds per epoch"] < rows["mini-batch", "m = 1"]["seconds per epoch"]
