@@ -146,8 +146,9 @@ def run(ctx: LabContext) -> LabResult:
     shifted, remedy = rows[0], next(r for r in rows if r["arrangement"] == "BN → dropout")
     after_dropout = [shifted[f"var ratio L{i}"] for i in depth[1:]]
     remedy_ratios = [remedy[f"var ratio L{i}"] for i in depth]
-    holds = (max(after_dropout) < 0.85 and 0.9 < shifted["var ratio L1"] < 1.1
-             and all(0.9 < r < 1.1 for r in remedy_ratios))
+    unshifted = [r[f"var ratio L{i}"] for r in rows if r["arrangement"] != "dropout → BN" for i in depth]
+    holds = (max(after_dropout) < min(unshifted) - 0.1 and abs(shifted["var ratio L1"] - 1) < 0.1
+             and all(abs(r - 1) < 0.1 for r in unshifted))
     summary = (f"with dropout p=0.5 before BN, the inference variance of BN layers 2–{DEPTH} is "
                f"{min(after_dropout):.2f}–{max(after_dropout):.2f} of the running variance learned in training (layer 1, "
                f"no dropout before it: {shifted['var ratio L1']:.2f}); with dropout after the last BN: "
