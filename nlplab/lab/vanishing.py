@@ -16,6 +16,8 @@ b ~ N(0, 1)); ReLU as He (w ~ N(0, 2/n_in), b = 0), the initialisation that goes
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -33,7 +35,7 @@ ACTIVATIONS = ("sigmoid", "relu")
 def make_network(activation: str) -> nn.Sequential:
     """Linear → activation for each hidden layer, then a Linear output (logits); initialised for `activation`."""
     layers: list[nn.Module] = []
-    for k, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for k, (n_in, n_out) in enumerate(itertools.pairwise(SIZES)):
         linear = Linear(n_in, n_out)
         if activation == "sigmoid":
             scaled_normal_(linear.weight)
