@@ -141,6 +141,8 @@ def markdown(result: dict[str, Any]) -> str:
             out.append(f"| {r['model']} | {r['test_f1']:.4f} | {r['test_precision']:.4f} | {r['test_recall']:.4f} | "
                        f"{t['PER']:.4f} | {t['LOC']:.4f} | {t['ORG']:.4f} | {r['best_epoch']}/{r['epochs_run']} | "
                        f"{r['train_seconds']:.0f} | {r['recipe']} |")
+        out += ["", ("Train time is wall-clock on a shared 2-core machine whose load changed during the runs (see Provenance); "
+                     "it does not compare the two models' speed (see the CRF speed table for that).")]
         m = ner["msra_cross_corpus"]
         t = m["per_type"]
         out += ["", (f"Cross-corpus: the BiLSTM-CRF above on {m['data']} ({m['sentences']} sentences, never seen in "
