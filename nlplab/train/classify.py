@@ -13,8 +13,8 @@ import torch
 from nlplab.data.batching import batches, num_batches
 from nlplab.data.readers import Example, read_labelled_tsv
 from nlplab.data.registry import TextDataset, load_dataset
-from nlplab.errors import ConfigError, DataError, RunError
-from nlplab.io import atomic_write_text, read_json_object
+from nlplab.errors import ConfigError, DataError
+from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
@@ -22,7 +22,7 @@ from nlplab.text.base import PAD
 from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
 
 
 def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:
@@ -76,13 +76,10 @@ class Run:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> Run:
         run_dir = Path(run_dir)
-        cfg = run_config(run_dir)
-        if cfg.task != "classify":
-            raise RunError(f"{run_dir}: a {cfg.task} run, not a classifier")
-        fix = "the run is incomplete; train it again or finish it with --resume"
-        model_cfg = read_json_object(run_dir / "model.json", RunError, fix)
+        cfg = run_config(run_dir, "classify")
+        model_cfg = run_json(run_dir, "model.json")
         model_cfg["kernel_sizes"] = tuple(model_cfg["kernel_sizes"])
-        labels = read_json_object(run_dir / "labels.json", RunError, fix)["labels"]
+        labels = run_json(run_dir, "labels.json")["labels"]
         dev = resolve_device(device)
         model = load_weights(run_dir / "model.safetensors", TextClassifier(ClassifierConfig(**model_cfg))).to(dev).eval()
         return cls(cfg, load_tokenizer(run_dir / "tokenizer"), labels, model, dev)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,15 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.data.corpora import TextCorpus, load_corpus, text_lines
-from nlplab.errors import ConfigError, RunError
-from nlplab.io import atomic_write_text, read_json_object
+from nlplab.errors import ConfigError
+from nlplab.io import atomic_write_text
 from nlplab.models.lm import LMConfig, build_lm, lm_loss
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
 from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"
@@ -100,14 +101,11 @@ class LMRun:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> LMRun:
         run_dir = Path(run_dir)
-        cfg = run_config(run_dir)
-        if cfg.task != "lm":
-            raise RunError(f"{run_dir}: a {cfg.task} run, not a language model")
+        cfg = run_config(run_dir, "lm")
         tokenizer, dev = load_tokenizer(run_dir / "tokenizer"), resolve_device(device)
         if cfg.model == "ngram":
             return cls(cfg, tokenizer, NGramLM.load(run_dir / NGRAM_FILE), dev)
-        shape = read_json_object(run_dir / "model.json", RunError, "the run is incomplete; train it again or --resume it")
-        model = load_weights(run_dir / "model.safetensors", build_lm(LMConfig(**shape)))
+        model = load_weights(run_dir / "model.safetensors", build_lm(LMConfig(**run_json(run_dir, "model.json"))))
         return cls(cfg, tokenizer, model.to(dev).eval(), dev)
 
     def token_strings(self, text: str) -> list[str]:
@@ -149,6 +147,7 @@ class LMTask(Task):
         self.tokenizer = self.prepare_tokenizer()
         if cfg.model == "ngram":
             self.model = nn.Module()
+            self.ngram = LMRun(cfg, self.tokenizer, NGramLM(cfg.order, cfg.smoothing, cfg.add_k), device)
             return
         self.streams = {name: encode_stream(self.tokenizer, self.corpus.split(name)) for name in ("train", "dev", "test")}
         self.train_windows = [w for w in windows(self.streams["train"], cfg.window_size) if len(w) == cfg.window_size + 1]
@@ -193,6 +192,8 @@ class LMTask(Task):
         return super().objective(self._objective)
 
     def evaluate(self, split: str) -> dict[str, float]:
+        if self.cfg.model == "ngram":
+            return self.ngram.evaluate(self.corpus.split(split))
         nll, tokens = stream_nll(self.model, self.streams[split], self.cfg.window_size, 64, self.device)
         return lm_figures(nll, tokens, count_characters(self.corpus.split(split)))
 
@@ -207,26 +208,17 @@ class LMTask(Task):
     def final_metrics(self) -> dict[str, Any]:
         return {"dev": self.evaluate("dev"), "test": self.evaluate("test")}
 
-    def fit_directly(self) -> dict[str, Any] | None:
-        """The n-gram model: count on the training documents, save, evaluate on dev and test."""
+    def fit_directly(self) -> float | None:
+        """The n-gram model: count on the training documents and save it with the tokenizer."""
         if self.cfg.model != "ngram":
             return None
-        import time
-
-        import yaml
-
         t0 = time.perf_counter()
-        run = LMRun(self.cfg, self.tokenizer, NGramLM(self.cfg.order, self.cfg.smoothing, self.cfg.add_k), self.device)
-        run.model.fit(run.token_strings(d) for d in self.corpus.train)
+        self.ngram.model.fit(self.ngram.token_strings(d) for d in self.corpus.train)
         seconds = time.perf_counter() - t0
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(self.run_dir / "tokenizer")
-        run.model.save(self.run_dir / NGRAM_FILE)
-        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), allow_unicode=True, sort_keys=False))
-        metrics = {"data": self.cfg.data, **self.describe(), "best_epoch": None, "epochs_run": 0, "train_seconds": seconds,
-                   "dev": run.evaluate(self.corpus.dev), "test": run.evaluate(self.corpus.test)}
-        atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
-        return metrics
+        self.ngram.model.save(self.run_dir / NGRAM_FILE)
+        return seconds
 
     @classmethod
     def cli_eval(cls, args: Any) -> None:

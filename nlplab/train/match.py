@@ -32,7 +32,7 @@ from nlplab.data.batching import batch_rows, num_batches, pad_batch
 from nlplab.data.pairs import PAIR_DATASETS, Pair, load_pairs, read_pairs
 from nlplab.data.readers import read_lines
 from nlplab.errors import ConfigError, DataError, RunError
-from nlplab.io import atomic_write, atomic_write_text, read_json_object
+from nlplab.io import atomic_write, atomic_write_text
 from nlplab.models.encoder import BertEncoder, pretrained_folder
 from nlplab.models.matcher import (
     BI_ENCODERS,
@@ -50,7 +50,7 @@ from nlplab.train.checkpoint import load_weights
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
 
 METRICS = ("accuracy", "f1", "spearman")
 SIDES = ("a", "b", "pair")
@@ -312,12 +312,9 @@ class MatchRun:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> MatchRun:
         run_dir = Path(run_dir)
-        cfg = run_config(run_dir)
-        if cfg.task != "match":
-            raise RunError(f"{run_dir}: a {cfg.task} run, not a matcher")
-        fix = "the run is incomplete; train it again or finish it with --resume"
-        model_cfg = MatcherConfig(**read_json_object(run_dir / "model.json", RunError, fix))
-        threshold = read_json_object(run_dir / "threshold.json", RunError, fix)["threshold"]
+        cfg = run_config(run_dir, "match")
+        model_cfg = MatcherConfig(**run_json(run_dir, "model.json"))
+        threshold = run_json(run_dir, "threshold.json")["threshold"]
         dev = resolve_device(device)
         model = load_weights(run_dir / "model.safetensors", build_matcher(model_cfg)).to(dev).eval()
         return cls(run_dir, cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg, model, threshold, dev)

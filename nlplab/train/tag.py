@@ -26,8 +26,8 @@ from nlplab.data.tagging import (
     load_tagging,
     read_tagged,
 )
-from nlplab.errors import ConfigError, RunError
-from nlplab.io import atomic_write_text, read_json_object
+from nlplab.errors import ConfigError
+from nlplab.io import atomic_write_text
 from nlplab.models.tagger import Tagger, TaggerConfig
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD
@@ -35,7 +35,7 @@ from nlplab.train.checkpoint import load_weights
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import bio_spans, bmes_spans, tagging_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
 
 EVAL_BATCH = 128
 
@@ -126,12 +126,9 @@ class Run:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> Run:
         run_dir = Path(run_dir)
-        cfg = run_config(run_dir)
-        if cfg.task != "tag":
-            raise RunError(f"{run_dir}: a {cfg.task} run, not a tagger")
-        fix = "the run is incomplete; train it again or finish it with --resume"
-        model_cfg = TaggerConfig(**read_json_object(run_dir / "model.json", RunError, fix))
-        scheme = read_json_object(run_dir / "labels.json", RunError, fix)["scheme"]
+        cfg = run_config(run_dir, "tag")
+        model_cfg = TaggerConfig(**run_json(run_dir, "model.json"))
+        scheme = run_json(run_dir, "labels.json")["scheme"]
         dev = resolve_device(device)
         model = load_weights(run_dir / "model.safetensors", Tagger(model_cfg)).to(dev).eval()
         return cls(cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg.labels, scheme, model, dev)

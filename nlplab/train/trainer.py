@@ -24,7 +24,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from nlplab.errors import ConfigError, RunError
-from nlplab.io import atomic_write_text
+from nlplab.io import atomic_write_text, read_json_object
 from nlplab.optim import (
     EarlyStopping,
     build_optimizer,
@@ -100,9 +100,9 @@ class Task(ABC):
     def final_metrics(self) -> dict[str, Any]:
         """{"dev": {...}, "test": {...}} of the selected model, for metrics.json."""
 
-    def fit_directly(self) -> dict[str, Any] | None:
-        """For models estimated without gradients (counts): build, save and evaluate the run, return its
-        metrics. None (the default) means: train with the shared loop."""
+    def fit_directly(self) -> float | None:
+        """For models estimated without gradients (counts): estimate the model, save what loading the run needs
+        and return the seconds it took. None (the default) means: train with the shared loop."""
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -136,12 +136,20 @@ def task_class(name: str) -> type[Task]:
     return getattr(importlib.import_module(module), cls)
 
 
-def run_config(run_dir: str | Path) -> TrainConfig:
-    """The config of a trained run, or RunError when `run_dir` is not one."""
+def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
+    """The config of a trained run (of `task`, when given), or RunError when `run_dir` is not one."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.yaml); pass the --out folder of `nlplab train`")
-    return load_config(run_dir / "config.yaml", {})
+    cfg = load_config(run_dir / "config.yaml", {})
+    if task is not None and cfg.task != task:
+        raise RunError(f"{run_dir}: a {cfg.task} run, not a {task} run")
+    return cfg
+
+
+def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
+    """A JSON object a trained run keeps beside its weights (model.json, labels.json, ...), or RunError."""
+    return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -154,8 +162,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
     if not resume and (run_dir / "config.yaml").exists():
         raise RunError(f"{run_dir}: already holds a run; continue it with --resume or choose another --out")
     task = task_class(cfg.task)(cfg, run_dir, resume, resolve_device(cfg.device))
-    metrics = task.fit_directly()
-    return metrics if metrics is not None else fit(task, checkpoint_path, on_epoch_end, progress)
+    seconds = task.fit_directly()
+    if seconds is None:
+        return fit(task, checkpoint_path, on_epoch_end, progress)
+    save_config(run_dir, cfg)
+    return save_metrics(task, best_epoch=None, epochs_run=0, train_seconds=seconds)
+
+
+def save_config(run_dir: Path, cfg: TrainConfig) -> None:
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
+
+
+def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float) -> dict[str, Any]:
+    """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned."""
+    metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
+               "train_seconds": train_seconds, **task.final_metrics()}
+    atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
+    return metrics
 
 
 def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
@@ -181,7 +204,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         task.save_meta(run_dir)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
+        save_config(run_dir, cfg)
 
     stopped = bool(history) and stopper.bad_epochs >= stopper.patience
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -225,8 +248,6 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
 
     stopper.restore(model)
     save_weights(run_dir / "model.safetensors", model)
-    metrics = {"data": cfg.data, **task.describe(), "best_epoch": stopper.best_epoch, "epochs_run": len(history),
-               "train_seconds": sum(h["seconds"] for h in history), **task.final_metrics()}
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
+    metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
     plot_history(history, run_dir / "curves.png", metric=task.metric)
     return metrics
