@@ -17,23 +17,20 @@ from pathlib import Path
 
 from nlplab.data.pd98 import read_pd98
 from nlplab.data.readers import read_lines
-from nlplab.data.registry import find_data, shuffled_split
+from nlplab.data.registry import Splits, find_data, shuffled_split
 from nlplab.errors import DataError
 
 PD98_DOCUMENT_PARAGRAPHS = 20
 
 
 @dataclass
-class TextCorpus:
+class TextCorpus(Splits):
     """Documents (non-empty strings) per split."""
 
     name: str
     train: list[str]
     dev: list[str]
     test: list[str]
-
-    def split(self, name: str) -> list[str]:
-        return {"train": self.train, "dev": self.dev, "test": self.test}[name]
 
 
 def split_documents(name: str, documents: list[str]) -> TextCorpus:

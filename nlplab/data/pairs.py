@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nlplab.data.readers import read_lines
-from nlplab.data.registry import find_data, shuffled_split
+from nlplab.data.registry import Splits, find_data, shuffled_split
 from nlplab.errors import DataError
 
 Pair = tuple[str, str, int]
@@ -26,7 +26,7 @@ SPLIT = (0.8, 0.1, 0.1)
 
 
 @dataclass
-class PairDataset:
+class PairDataset(Splits):
     """Labelled sentence pairs split into train/dev/test."""
 
     name: str
@@ -34,9 +34,6 @@ class PairDataset:
     dev: list[Pair]
     test: list[Pair]
     notes: list[str] = field(default_factory=list)
-
-    def split(self, name: str) -> list[Pair]:
-        return {"train": self.train, "dev": self.dev, "test": self.test}[name]
 
 
 def read_pairs(path: str | Path, id_column: bool = False) -> list[Pair]:

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nlplab.data.readers import Example, read_labelled_tsv, read_lines
 from nlplab.errors import DataError
@@ -19,8 +20,15 @@ from nlplab.errors import DataError
 SPLIT_SEED = 0
 
 
+class Splits:
+    """Mixed into a data set with `train`, `dev` and `test` lists: look one up by name."""
+
+    def split(self, name: str) -> list[Any]:
+        return {"train": self.train, "dev": self.dev, "test": self.test}[name]
+
+
 @dataclass
-class TextDataset:
+class TextDataset(Splits):
     """Labelled texts split into train/dev/test, with the label names in id order."""
 
     name: str
@@ -29,9 +37,6 @@ class TextDataset:
     test: list[Example]
     labels: list[str]
     notes: list[str] = field(default_factory=list)
-
-    def split(self, name: str) -> list[Example]:
-        return {"train": self.train, "dev": self.dev, "test": self.test}[name]
 
 
 def data_roots() -> list[Path]:

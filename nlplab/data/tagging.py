@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nlplab.data.pd98 import Token, pd98_path, read_pd98
 from nlplab.data.readers import read_lines
-from nlplab.data.registry import find_data, shuffled_split
+from nlplab.data.registry import Splits, find_data, shuffled_split
 from nlplab.errors import DataError
 
 SENTENCE_END = set("。！？")
@@ -43,7 +43,7 @@ class Tagged:
 
 
 @dataclass
-class TaggedDataset:
+class TaggedDataset(Splits):
     """Tagged sentences split into train/dev/test; `scheme` is ner, seg or pos; `labels` are the tag names."""
 
     name: str
@@ -54,9 +54,6 @@ class TaggedDataset:
     test: list[Tagged]
     labels: list[str]
     notes: list[str] = field(default_factory=list)
-
-    def split(self, name: str) -> list[Tagged]:
-        return {"train": self.train, "dev": self.dev, "test": self.test}[name]
 
 
 def sentences(paragraph: list[Token]) -> list[list[Token]]:
