@@ -87,6 +87,8 @@ def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
         (["train", "--data", "{tsv}", "--model", "gpt", "--out", "{tmp}/r"], "unknown model 'gpt'"),
         (["train", "--data", "{tsv}", "--optimizer", "lbfgs", "--out", "{tmp}/r"], "unknown optimizer 'lbfgs'"),
         (["train", "--data", "{tsv}", "--dropout", "1.5", "--out", "{tmp}/r"], "dropout must be in"),
+        (["train", "--data", "{tsv}", "--metric", "spearman", "--out", "{tmp}/r"],
+         "metric for task classify must be one of accuracy, macro_f1"),
         (["train", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/r"], "config file not found"),
         (["train", "--data", "{tsv}", "--out", "{tmp}/r", "--resume"], "nothing to resume"),
         (["eval", "{tmp}"], "not a run directory"),

@@ -14,6 +14,10 @@ import yaml
 from nlplab.errors import ConfigError
 
 
+SELECTION_METRICS = {"classify": ("accuracy", "macro_f1"), "match": ("accuracy", "f1", "spearman")}
+"""Dev metrics that may select the best epoch, per task; tag always selects by entity/word F1, lm by perplexity."""
+
+
 @dataclass
 class TrainConfig:
     task: str = "classify"
@@ -92,7 +96,8 @@ class TrainConfig:
             (self.window_size >= 1, "window_size must be >= 1"),
             (self.ngrams >= 1 and self.ngram_buckets >= 1, "ngrams and ngram_buckets must be >= 1"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
-            (self.metric in ("accuracy", "macro_f1", "f1", "spearman"), "metric must be accuracy or macro_f1 (match: also f1, spearman)"),
+            (self.metric in SELECTION_METRICS.get(self.task, (self.metric,)),
+             f"metric for task {self.task} must be one of {', '.join(SELECTION_METRICS.get(self.task, ()))}"),
             (self.init_from is None or self.model in ("transformer", "simcse", "cross"),
              "init_from (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
             (self.task in ("classify", "lm", "tag", "match"), f"unknown task {self.task!r}; choose classify, lm, tag or match"),

@@ -178,7 +178,7 @@ def test_bad_training_data_and_options(pairs_tsv, tmp_path, capsys):
     assert f"{bad}:2: label must be 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="use --loss ce"):
         train(tiny(pairs_tsv, model="esim", loss="triplet"), tmp_path / "r1", progress=False)
-    with pytest.raises(ConfigError, match="not a matching metric"):
+    with pytest.raises(ConfigError, match="metric for task match must be one of accuracy, f1, spearman"):
         train(tiny(pairs_tsv, metric="macro_f1"), tmp_path / "r2", progress=False)
     train(tiny(pairs_tsv, model="esim", epochs=1), tmp_path / "esim", progress=False)
     with pytest.raises(RunError, match="retrieval needs a bi-encoder"):
