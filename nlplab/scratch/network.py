@@ -59,8 +59,8 @@ class QuadraticCost:
 
     @staticmethod
     def delta(z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """δᴸ = ∂Cₓ/∂zᴸ = (aᴸ − y) ⊙ σ′(zᴸ), shape (n_out, m)."""
-        return (a - y) * sigmoid_prime(z)
+        """δᴸ = ∂Cₓ/∂zᴸ = (aᴸ − y) ⊙ σ′(zᴸ), shape (n_out, m), with σ′(zᴸ) = aᴸ(1 − aᴸ)."""
+        return (a - y) * a * (1.0 - a)
 
 
 class CrossEntropyCost:
@@ -161,17 +161,19 @@ class Network:
         """
         m = self._check_inputs(x).shape[1]
         n = m if n is None else n
-        activations, zs = self._forward(x, masks)
-        delta = self.cost.delta(zs[-1], activations[-1], y)
-        grad_b = [np.empty_like(b) for b in self.biases]
-        grad_w = [np.empty_like(w) for w in self.weights]
+        activations, zs, sigmas = self._forward(x, masks)
+        delta = self.cost.delta(zs[-1], activations[-1], y) / m
+        grad_b, grad_w = [], []
         for layer in range(len(self.weights) - 1, -1, -1):
             if layer < len(self.weights) - 1:
-                delta = (self.weights[layer + 1].T @ delta) * sigmoid_prime(zs[layer])
+                s = sigmas[layer]
+                delta = (self.weights[layer + 1].T @ delta) * (s * (1.0 - s))
                 if masks is not None:
                     delta = delta * masks[layer]
-            grad_b[layer] = delta.sum(axis=1, keepdims=True) / m
-            grad_w[layer] = (delta / m) @ activations[layer].T
+            grad_b.append(delta.sum(axis=1, keepdims=True))
+            grad_w.append(delta @ activations[layer].T)
+        grad_b.reverse()
+        grad_w.reverse()
         for gw, w in zip(grad_w, self.weights):
             if lmbda:
                 gw += (lmbda / n) * w
@@ -190,7 +192,7 @@ class Network:
         """The batch cost C = (1/m) Σₓ Cₓ + (λ/2n) Σ w² + (λ₁/n) Σ |w| for x (n_in, m), y (n_out, m); n defaults to m."""
         m = self._check_inputs(x).shape[1]
         n = m if n is None else n
-        activations, zs = self._forward(x, None)
+        activations, zs, _ = self._forward(x, None)
         squares = sum(float(np.sum(w**2)) for w in self.weights)
         absolutes = sum(float(np.sum(np.abs(w))) for w in self.weights)
         return (
@@ -292,10 +294,12 @@ class Network:
         for _ in range(epochs):
             start = time.perf_counter()
             order = self.rng.permutation(n)
+            shuffled_x, shuffled_y = x[:, order], y[:, order]
             for k in range(0, n, mini_batch_size):
-                batch = order[k : k + mini_batch_size]
                 self.update_mini_batch(
-                    x[:, batch], y[:, batch], eta, lmbda, l1, n, dropout
+                    shuffled_x[:, k : k + mini_batch_size],
+                    shuffled_y[:, k : k + mini_batch_size],
+                    eta, lmbda, l1, n, dropout,
                 )
             history["seconds"].append(time.perf_counter() - start)
             for key in monitor:
@@ -360,17 +364,17 @@ class Network:
 
     def _forward(
         self, x: np.ndarray, masks: Sequence[np.ndarray] | None
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Activations [a⁰ .. aᴸ] and weighted inputs [z¹ .. zᴸ], dropout masks applied to the hidden aˡ."""
-        activations, zs = [x], []
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Activations [a⁰ .. aᴸ] (dropout masks applied to the hidden aˡ), weighted inputs [z¹ .. zᴸ] and
+        [σ(z¹) .. σ(zᴸ)] before the masks (σ′ = σ(1 − σ) in backprop)."""
+        activations, zs, sigmas = [x], [], []
         for layer, (b, w) in enumerate(zip(self.biases, self.weights)):
             z = w @ activations[-1] + b
-            a = sigmoid(z)
-            if masks is not None and layer < len(self.weights) - 1:
-                a = a * masks[layer]
+            s = sigmoid(z)
             zs.append(z)
-            activations.append(a)
-        return activations, zs
+            sigmas.append(s)
+            activations.append(s * masks[layer] if masks is not None and layer < len(self.weights) - 1 else s)
+        return activations, zs, sigmas
 
     def _check_inputs(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 2 or x.shape[0] != self.sizes[0]:
