@@ -4,8 +4,11 @@ book's figures.
 Data as the book: train on the first 50,000 training images, validate on the last 10,000, report the 10,000 test
 images (`nlplab.data.mnist`). Rungs 1-4 run in the hand-written NumPy network (`nlplab.scratch.network`) and in
 torch (`nlplab.lab.nielsen_torch`); rungs 5-6 in torch; a scikit-learn SVC with default settings stands beside
-them. The test accuracy reported is the one at the epoch of best validation accuracy (model selection on the
-validation set). `--quick` trains on 5,000 images for at most 2 epochs and shows only the direction.
+them. The torch MLPs start from the NumPy network's initial weights and draw the same mini-batch order, so the two
+implementations differ only by rounding (float32 vs float64) and its growth. The test accuracy reported is the one at
+the epoch of best validation accuracy (model selection on the validation set); a rung whose book figure is a
+validation accuracy is compared on validation. `--quick` trains on 5,000 images for at most 2 epochs and shows only
+the direction.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ QUICK_SIZES = (5000, 1000, 2000)  # train, validation, test images in --quick
 QUICK_EPOCHS = 2
 QUICK_EXPANDED = 500  # images expanded (×5) for the quick conv-net rung
 CNN_EPOCHS = 6  # rung 6: the book trains 60 epochs; 2 shared CPU cores afford 6 on the 250,000 expanded images
+PUSH_EPOCHS = 8  # rung 6+: the book trains 40
+PUSH_TARGET = 99.5
 
 
 @dataclass
 class Rung:
-    """One rung: its id, what changes, the book's figure (test %, unless `source` says otherwise), the networks
-    to train (`sizes` + `init` for the MLP rungs 1-4 in NumPy and torch; `model` for torch-only rungs), the
-    recipe and whether the training set is the expanded one."""
+    """One rung: its id, what changes, the book's figure and the split it was measured on (`measure`), the
+    networks to train (`sizes` + `init` for the MLP rungs 1-4 in NumPy and torch; `model` for torch-only rungs),
+    the recipe and whether the training set is the expanded one."""
 
     rung: str
     description: str
@@ -47,6 +52,7 @@ class Rung:
     init: str = "scaled"
     model: Callable[[], nn.Module] | None = None
     expanded: bool = False
+    measure: str = "test"
 
 
 RUNGS = [
@@ -61,17 +67,22 @@ RUNGS = [
          "ch. 3, cross-entropy section: 96.82 percent (test set)", Recipe(30, 10, 0.5, "cross_entropy"), (784, 100, 10), "large"),
     Rung("4", "+ L2 λ = 5.0, N(0, 1/n_in) weights, 60 epochs, [784, 100, 10]", 98.04,
          "ch. 3, regularization section: 98.04 percent with η = 0.5 (validation set)",
-         Recipe(60, 10, 0.5, "cross_entropy", lmbda=5.0), (784, 100, 10), "scaled"),
+         Recipe(60, 10, 0.5, "cross_entropy", lmbda=5.0), (784, 100, 10), "scaled", measure="validation"),
     Rung("5", "+ dropout: [784, 800, 800, 10] ReLU, softmax, dropout 0.2 input / 0.5 hidden, momentum 0.9, "
          "mini-batch 100, η = 0.05 cosine-decayed, 30 epochs", 98.7,
          "ch. 3, dropout section, quoting Hinton et al. 2012 (dropout + modified L2, 784-800-800-10; test set)",
          Recipe(30, 100, 0.05, "log_likelihood", momentum=0.9, cosine=True),
-         model=lambda: MLP([784, 800, 800, 10], "relu", "torch", dropout=0.5, input_dropout=0.2)),
+         model=lambda: MLP([784, 800, 800, 10], "relu", dropout=0.5, input_dropout=0.2)),
     Rung("6", f"expanded data (250,000 images, 1-pixel shifts) + conv net: 2 × (conv 5×5, max-pool 2) with 20 and 40 "
          f"maps, ReLU FC 100, softmax; η = 0.03 cosine-decayed, λ = 0.1, mini-batch 10, {CNN_EPOCHS} epochs (book: 60)",
          99.37, "ch. 6: 99.37 percent, expanded training data (test set)",
          Recipe(CNN_EPOCHS, 10, 0.03, "log_likelihood", lmbda=0.1, cosine=True), model=lambda: BookCNN((100,)),
          expanded=True),
+    Rung("6+", f"push: rung 6's conv layers, two ReLU FC layers of 1,000 with dropout 0.5; momentum 0.9, mini-batch "
+         f"64, η = 0.05 cosine-decayed, λ = 0.1, {PUSH_EPOCHS} epochs (book: mini-batch 10, 40 epochs)", 99.6,
+         "ch. 6: 99.60 percent with dropout on two 1,000-unit FC layers, expanded data (test set)",
+         Recipe(PUSH_EPOCHS, 64, 0.05, "log_likelihood", lmbda=0.1, momentum=0.9, cosine=True),
+         model=lambda: BookCNN((1000, 1000), dropout=0.5), expanded=True),
 ]
 SVC_BOOK = (94.35, "ch. 1, mnist_svm.py: SVC() with the 2015 defaults (γ = 1/784; today's default is γ = 'scale')")
 
@@ -95,10 +106,15 @@ def run_numpy(rung: Rung, recipe: Recipe, data: dict[str, Pair], seed: int, bar:
 
 
 def run_torch(rung: Rung, recipe: Recipe, data: dict[str, Pair], seed: int, bar: Any) -> History:
+    """Rungs 1-4 start from the NumPy run's initial weights and mini-batch order; rungs 5-6 from torch's init."""
     torch.manual_seed(seed)
-    model = rung.model() if rung.model is not None else MLP(rung.sizes, "sigmoid", rung.init)
+    if rung.model is None:
+        net = Network(rung.sizes, init=rung.init, seed=seed)
+        model, rng = MLP.from_network(net), net.rng
+    else:
+        model, rng = rung.model(), np.random.default_rng(seed)
     train_xy = data["expanded"] if rung.expanded else data["train"]
-    return train(model, recipe, train_xy, data["validation"], data["test"], seed, on_epoch=lambda h: bar.update())
+    return train(model, recipe, train_xy, data["validation"], data["test"], rng, on_epoch=lambda h: bar.update())
 
 
 def run_svc(data: dict[str, Pair]) -> tuple[float, float]:
@@ -136,14 +152,14 @@ def run(ctx: LabContext) -> LabResult:
             curves[f"{rung.rung} {impl}"] = [100 * v for v in history.validation]
             rows.append({"rung": rung.rung, "description": rung.description, "implementation": impl,
                          "book": rung.book, "source": rung.source, "test accuracy": round(100 * history.test[best], 2),
-                         "best validation": round(100 * history.validation[best], 2), "epochs": recipe.epochs,
-                         "seconds": round(sum(history.seconds), 1)})
+                         "best validation": round(100 * history.validation[best], 2), "compared on": rung.measure,
+                         "epochs": recipe.epochs, "seconds": round(sum(history.seconds), 1)})
     svc_data = {k: (x[:2000], y[:2000]) for k, (x, y) in data.items()} if ctx.quick else data
     svc_accuracy, svc_seconds = run_svc(svc_data)
     rows.append({"rung": "svc", "description": f"sklearn SVC(), defaults, {len(svc_data['train'][1])} training images",
                  "implementation": "sklearn", "book": SVC_BOOK[0], "source": SVC_BOOK[1],
-                 "test accuracy": round(svc_accuracy, 2), "best validation": "", "epochs": "",
-                 "seconds": round(svc_seconds, 1)})
+                 "test accuracy": round(svc_accuracy, 2), "best validation": "", "compared on": "test",
+                 "epochs": "", "seconds": round(svc_seconds, 1)})
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, curve in curves.items():
@@ -164,7 +180,8 @@ def run(ctx: LabContext) -> LabResult:
                  "seconds": r["seconds"], "implementation": r["implementation"],
                  **({"torch_test_accuracy": torch_rows[k]["test accuracy"]} if r["implementation"] == "numpy" else {})}
                 for k, r in primary.items()]
-    gaps = {f"{r['rung']} {r['implementation']}": round(r["test accuracy"] - r["book"], 2) for r in rows}
+    compared = {"test": "test accuracy", "validation": "best validation"}
+    gaps = {f"{r['rung']} {r['implementation']}": round(r[compared[r["compared on"]]] - r["book"], 2) for r in rows}
     numpy_vs_torch = {k: round(r["test accuracy"] - torch_rows[k]["test accuracy"], 2)
                       for k, r in primary.items() if r["implementation"] == "numpy"}
     if ctx.quick:
@@ -174,17 +191,22 @@ def run(ctx: LabContext) -> LabResult:
                    f"({min(r['test accuracy'] for r in rows):.1f}% at worst); cross-entropy + 100 hidden "
                    f"{best_mlp:.1f}% vs rung 1 {first:.1f}%; the book's figures need the full run")
     else:
-        holds = all(gap >= -TOLERANCE for gap in gaps.values())
+        push = primary["6+"]["test accuracy"]
+        holds = (all(gap >= -TOLERANCE for gap in gaps.values()) and push >= PUSH_TARGET
+                 and all(abs(v) <= TOLERANCE for v in numpy_vs_torch.values()))
         short = [k for k, g in gaps.items() if g < -TOLERANCE]
         summary = (f"{sum(g >= -TOLERANCE for g in gaps.values())} of {len(gaps)} rows within {TOLERANCE} points of the "
                    f"book or better" + (f" (short: {', '.join(short)})" if short else "")
                    + f"; rung 6 {primary['6']['test accuracy']:.2f}% in {CNN_EPOCHS} epochs (book 99.37 in 60)"
-                   + "; the push towards 99.5% was not run (2 shared CPU cores)"
-                   + f"; NumPy − torch on rungs 1-4: {', '.join(f'{v:+.2f}' for v in numpy_vs_torch.values())} points")
+                   + f"; push {push:.2f}% in {PUSH_EPOCHS} epochs (target ≥ {PUSH_TARGET}: "
+                   + ("met" if push >= PUSH_TARGET else "not met") + ")"
+                   + "; NumPy − torch on rungs 1-4 (same initial weights and mini-batch order): "
+                   + f"{', '.join(f'{v:+.2f}' for v in numpy_vs_torch.values())} points")
     return LabResult(rows, summary, holds, {"rungs": per_rung, "gaps_to_book": gaps, "numpy_minus_torch": numpy_vs_torch,
                                             "validation_curves": curves, "tolerance": TOLERANCE})
 
 
 LAB = Lab("nielsen", "Nielsen's MNIST ladder reproduces: each rung (quadratic → cross-entropy → L2 + better init → "
-          "dropout → expanded data + conv net) lands within 0.3 points of the book's test accuracy or better, "
-          "the hand-written NumPy network matches torch, and an SVC with default settings stands beside them.", run)
+          "dropout → expanded data + conv net) lands within 0.3 points of the book's accuracy or better, the push "
+          "reaches 99.5%, the hand-written NumPy network matches torch within 0.3 points, and an SVC with default "
+          "settings stands beside them.", run)

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.errors import ConfigError
-from nlplab.nn import Dropout, Linear, init
+from nlplab.nn import Dropout, Linear
 from nlplab.optim import SGD
 from nlplab.optim.schedules import build_scheduler
+from nlplab.scratch.network import Network
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood")
 
@@ -44,23 +45,28 @@ def expand_mnist(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarra
 class MLP(nn.Module):
     """Fully connected net, x (B, sizes[0]) -> logits z (B, sizes[-1]); hidden aˡ = act(wˡ aˡ⁻¹ + bˡ).
 
-    init="scaled": w ~ N(0, 1/n_in), "large": w ~ N(0, 1), biases N(0, 1) (Nielsen's two choices);
-    init="torch": torch's default U(±1/√n_in). dropout: inverted dropout on each hidden layer's output,
-    input_dropout on the input.
+    Weights start as torch's default U(±1/√n_in); `from_network` copies a NumPy `Network`'s instead.
+    dropout: inverted dropout on each hidden layer's output, input_dropout on the input.
     """
 
-    def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", init_: str = "scaled",
-                 dropout: float = 0.0, input_dropout: float = 0.0) -> None:
+    def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", dropout: float = 0.0,
+                 input_dropout: float = 0.0) -> None:
         super().__init__()
-        if activation not in ("sigmoid", "relu") or init_ not in ("scaled", "large", "torch"):
-            raise ConfigError(f"MLP takes activation sigmoid|relu and init scaled|large|torch; got {activation}, {init_}")
+        if activation not in ("sigmoid", "relu"):
+            raise ConfigError(f"MLP takes activation sigmoid or relu; got {activation}")
         self.layers = nn.ModuleList(Linear(n_in, n_out) for n_in, n_out in pairwise(sizes))
-        if init_ != "torch":
-            for layer in self.layers:
-                init.normal_(layer.bias)
-                (init.scaled_normal_ if init_ == "scaled" else init.normal_)(layer.weight)
         self.act = torch.sigmoid if activation == "sigmoid" else torch.relu
         self.drop, self.drop_in = Dropout(dropout), Dropout(input_dropout)
+
+    @classmethod
+    def from_network(cls, net: Network) -> MLP:
+        """The sigmoid MLP with the weights and biases of the NumPy network `net` (in torch's default dtype)."""
+        model = cls(net.sizes, "sigmoid")
+        with torch.no_grad():
+            for layer, w, b in zip(model.layers, net.weights, net.biases):
+                layer.weight.copy_(torch.from_numpy(w))
+                layer.bias.copy_(torch.from_numpy(b[:, 0]))
+        return model
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.drop_in(x.flatten(1))
@@ -77,7 +83,7 @@ class BookCNN(nn.Module):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(1, channels[0], 5), nn.ReLU(), nn.MaxPool2d(2),
                                       nn.Conv2d(channels[0], channels[1], 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-        self.head = MLP([channels[1] * 16, *fc, 10], activation="relu", init_="torch", dropout=dropout)
+        self.head = MLP([channels[1] * 16, *fc, 10], activation="relu", dropout=dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x.view(-1, 1, 28, 28)))
@@ -130,9 +136,10 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 1000) -> float
 
 
 def train(model: nn.Module, recipe: Recipe, train_xy: tuple[np.ndarray, np.ndarray],
-          validation: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], seed: int = 0,
+          validation: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
           on_epoch: Callable[[History], None] | None = None) -> History:
-    """Mini-batch SGD on `train_xy`; after each epoch record accuracy on `validation` and `test`."""
+    """Mini-batch SGD on `train_xy`, each epoch's order `rng.permutation(n)` (as the NumPy network draws it);
+    after each epoch record accuracy on `validation` and `test`."""
     if recipe.cost not in COSTS:
         raise ConfigError(f"unknown cost {recipe.cost!r}; choose one of {COSTS}")
     x, y = (torch.from_numpy(a) for a in train_xy)
@@ -143,12 +150,11 @@ def train(model: nn.Module, recipe: Recipe, train_xy: tuple[np.ndarray, np.ndarr
                     lr=recipe.eta, momentum=recipe.momentum)
     steps = recipe.epochs * -(-len(x) // recipe.batch)
     scheduler = build_scheduler("cosine" if recipe.cosine else "constant", optimizer, steps)
-    generator = torch.Generator().manual_seed(seed)
     history = History()
     model.train()
     for _ in range(recipe.epochs):
         start = time.perf_counter()
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.from_numpy(rng.permutation(len(x)))
         for k in range(0, len(x), recipe.batch):
             batch = order[k:k + recipe.batch]
             loss = cost_fn(recipe.cost, model(x[batch]), y[batch])

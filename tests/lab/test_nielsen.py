@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nlplab.lab import run_lab
-from nlplab.lab.nielsen_torch import MLP, cost_fn, expand_mnist
+from nlplab.lab.nielsen_torch import MLP, Recipe, cost_fn, expand_mnist, train
 from nlplab.scratch.network import Network
 
 
@@ -14,7 +14,7 @@ def test_quick_nielsen_lab_shows_the_direction_and_writes_the_rungs(tmp_path):
     assert result.holds
     data = json.loads((tmp_path / "nielsen.json").read_text())
     rungs = {r["rung"]: r for r in data["rungs"]}
-    assert list(rungs) == ["1", "2", "3a", "3b", "4", "5", "6", "svc"]
+    assert list(rungs) == ["1", "2", "3a", "3b", "4", "5", "6", "6+", "svc"]
     for rung in rungs.values():
         assert {"rung", "book", "test_accuracy", "epochs", "seconds"} <= set(rung)
         assert rung["test_accuracy"] > 30  # three times chance on 5,000 images and two epochs
@@ -41,11 +41,7 @@ def test_torch_mlp_matches_the_numpy_network_cost_and_gradients(cost):
     torch.set_default_dtype(torch.float64)
     try:
         net = Network([6, 5, 4, 3], cost=cost, init="large", seed=1)
-        model = MLP([6, 5, 4, 3], "sigmoid", "large")
-        with torch.no_grad():
-            for layer, w, b in zip(model.layers, net.weights, net.biases):
-                layer.weight.copy_(torch.from_numpy(w))
-                layer.bias.copy_(torch.from_numpy(b[:, 0]))
+        model = MLP.from_network(net)
         rng = np.random.default_rng(0)
         x, labels = rng.random((7, 6)), rng.integers(0, 3, 7)
         lmbda, n = 2.0, 50
@@ -58,5 +54,24 @@ def test_torch_mlp_matches_the_numpy_network_cost_and_gradients(cost):
         for layer, gw, gb in zip(model.layers, grad_w, grad_b):
             np.testing.assert_allclose(layer.weight.grad.numpy(), gw, rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(layer.bias.grad.numpy(), gb[:, 0], rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("cost, lmbda", [("quadratic", 0.0), ("cross_entropy", 5.0)])
+def test_torch_training_follows_the_numpy_network_step_for_step(cost, lmbda):
+    torch.set_default_dtype(torch.float64)
+    try:
+        rng = np.random.default_rng(3)
+        x, labels = rng.random((60, 8)), rng.integers(0, 3, 60)
+        net = Network([8, 6, 3], cost=cost, init="large", seed=2)
+        twin = Network([8, 6, 3], cost=cost, init="large", seed=2)
+        model = MLP.from_network(twin)
+        net.sgd((x, labels), 2, 7, 0.5, lmbda=lmbda, monitor=[])
+        history = train(model, Recipe(2, 7, 0.5, cost, lmbda), (x, labels), (x, labels), (x, labels), twin.rng)
+        for layer, w, b in zip(model.layers, net.weights, net.biases):
+            np.testing.assert_allclose(layer.weight.detach().numpy(), w, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(layer.bias.detach().numpy(), b[:, 0], rtol=1e-10, atol=1e-12)
+        assert history.test[-1] == net.accuracy((x, labels))
     finally:
         torch.set_default_dtype(torch.float32)
