@@ -7,7 +7,7 @@ for the whole mini-batch. Both start from the same weights and draw the same min
 network's generator), so they follow the same trajectory up to rounding; the epochs take turns (vectorised,
 loop, vectorised, ...) so that load from other jobs hits both alike. Rung 1 of the ladder: quadratic cost,
 η = 3.0, mini-batch 10 (the book's; 100 as well, where the vectorised form gains more), 50,000 MNIST training images;
-accuracy on the 10,000 test images.
+accuracy on the 10,000 test images. BLAS runs on one thread (set before NumPy loads), so both sides use one core.
 
     python benchmarks/nielsen_loop_bench.py        # [784, 30, 10] and [784, 100, 10], mini-batch 10 and 100, 1 epoch
     python benchmarks/nielsen_loop_bench.py --hidden 30 --batch 10 --epochs 2 --out /tmp/loop
@@ -23,7 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import numpy as np  # noqa: E402
 from common import RESULTS, git_commit, machine, write_result
 
 from nlplab.data.mnist import load_mnist
@@ -108,7 +111,7 @@ def main() -> None:
                "meets_target": all(r["speedup"] >= args.target for r in results)}
     lines = [f"# Vectorised NumPy network vs the book's per-example loop ({started:%Y-%m-%d})", "",
              f"`{command.strip()}`", "",
-             (f"{payload['machine']['cpu']}, {payload['machine']['cores']} cores, numpy {np.__version__}; rung 1 of "
+             (f"{payload['machine']['cpu']}, {payload['machine']['cores']} cores, numpy {np.__version__}, BLAS on 1 thread; rung 1 of "
              f"the ladder (quadratic cost, η = 3.0, 50,000 images; the book's mini-batch is 10), same initial weights and "
              f"mini-batch order, epochs taking turns; median seconds per epoch over {args.epochs} epoch(s); wall "
              f"time {wall:.0f} s; 1-min load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "

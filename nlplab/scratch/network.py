@@ -294,12 +294,10 @@ class Network:
         for _ in range(epochs):
             start = time.perf_counter()
             order = self.rng.permutation(n)
-            shuffled_x, shuffled_y = x[:, order], y[:, order]
             for k in range(0, n, mini_batch_size):
+                batch = order[k : k + mini_batch_size]
                 self.update_mini_batch(
-                    shuffled_x[:, k : k + mini_batch_size],
-                    shuffled_y[:, k : k + mini_batch_size],
-                    eta, lmbda, l1, n, dropout,
+                    x[:, batch], y[:, batch], eta, lmbda, l1, n, dropout
                 )
             history["seconds"].append(time.perf_counter() - start)
             for key in monitor:
