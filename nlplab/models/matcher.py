@@ -24,7 +24,7 @@ Every model: forward(batch) -> (loss or None without labels, scores (B,)).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -58,28 +58,16 @@ Side = dict[str, Tensor]
 
 
 @dataclass
-class MatcherConfig:
-    """Shape and loss of a matcher (see the module docstring). `bert` holds the BertConfig fields of the
-    `simcse` and `cross` encoders."""
+class MatcherConfig(ClassifierConfig):
+    """Shape and loss of a matcher (see the module docstring): the sentence encoder's shape is the classifier's
+    (`bert` holds the BertConfig fields of the `simcse` and `cross` encoders; `num_classes` is not used, the
+    bi-encoder's head projects to `hidden_size`), plus the matching model, its loss and the loss's constants."""
 
     model: str = "lstm"
     loss: str = "contrastive"
-    vocab_size: int = 0
-    embed_dim: int = 128
-    hidden_size: int = 128
-    layers: int = 1
-    dropout: float = 0.1
-    num_filters: int = 128
-    kernel_sizes: tuple[int, ...] = (2, 3, 4)
-    activation: str = "relu"
-    pad_id: int | None = 0
-    impl: str = "fused"
-    ngrams: int = 1
-    ngram_buckets: int = 200_000
     margin: float = 0.5
     """contrastive: cos of a non-match is pushed below it; triplet: gap wanted between the two distances"""
     temperature: float = 0.05
-    bert: dict[str, Any] | None = None
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -110,11 +98,10 @@ class BiEncoder(nn.Module):
     def __init__(self, cfg: MatcherConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = TextClassifier(ClassifierConfig(
-            model=BI_ENCODERS[cfg.model], vocab_size=cfg.vocab_size, num_classes=cfg.hidden_size, embed_dim=cfg.embed_dim,
-            hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-            kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=cfg.pad_id, impl=cfg.impl, ngrams=cfg.ngrams,
-            ngram_buckets=cfg.ngram_buckets, bert=cfg.bert))
+        shape = {f.name: getattr(cfg, f.name) for f in fields(ClassifierConfig)}
+        self.encoder = TextClassifier(ClassifierConfig(**{**shape, "model": BI_ENCODERS[cfg.model],
+                                                          "num_classes": cfg.hidden_size,
+                                                          "kernel_sizes": tuple(cfg.kernel_sizes)}))
         if cfg.loss == "ce":
             self.head = Linear(3 * cfg.hidden_size, 2, impl=cfg.impl)
 

@@ -142,6 +142,16 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
     return shape
 
 
+def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int,
+                      bert: dict[str, Any] | None) -> ClassifierConfig:
+    """The encoder shape a TrainConfig asks for, with `num_classes` outputs and the BERT shape `bert`."""
+    return ClassifierConfig(
+        model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=num_classes, embed_dim=cfg.embed_dim,
+        hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
+        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.vocab.get(PAD),
+        impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
+
+
 class ClassifyTask(Task):
     """Labelled texts -> one label each; selects the epoch by `cfg.metric` (accuracy or macro_f1) on dev."""
 
@@ -157,12 +167,8 @@ class ClassifyTask(Task):
 
         torch.manual_seed(cfg.seed)
         pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
-        self.model_cfg = ClassifierConfig(
-            model=cfg.model, vocab_size=self.tokenizer.vocab_size, num_classes=len(self.labels), embed_dim=cfg.embed_dim,
-            hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-            kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=self.tokenizer.vocab.get(PAD),
-            impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets,
-            bert=transformer_shape(cfg, self.tokenizer, pretrained))
+        self.model_cfg = classifier_config(cfg, self.tokenizer, len(self.labels),
+                                           transformer_shape(cfg, self.tokenizer, pretrained))
         model = TextClassifier(self.model_cfg)
         if pretrained is not None:
             model.encoder.load_state_dict(pretrained.state_dict())

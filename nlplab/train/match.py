@@ -47,7 +47,7 @@ from nlplab.text import Tokenizer, WordPieceTokenizer, build_tokenizer, load_tok
 from nlplab.text.base import PAD, UNK
 from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.checkpoint import load_weights
-from nlplab.train.classify import transformer_shape
+from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
 from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
@@ -178,12 +178,8 @@ def matcher_config(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncod
     bert = None
     if cfg.model in ("simcse", "cross"):
         bert = transformer_shape(dataclasses.replace(cfg, model="transformer"), tokenizer, pretrained)
-    model_cfg = MatcherConfig(
-        model=cfg.model, loss=cfg.loss or DEFAULT_LOSS.get(cfg.model, "contrastive"), vocab_size=tokenizer.vocab_size,
-        embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
-        num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
-        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets,
-        temperature=cfg.temperature, bert=bert)
+    shape = asdict(classifier_config(cfg, tokenizer, cfg.hidden_size, bert))
+    model_cfg = MatcherConfig(**shape, loss=cfg.loss or DEFAULT_LOSS.get(cfg.model, "contrastive"), temperature=cfg.temperature)
     model_cfg.check()
     return model_cfg
 
