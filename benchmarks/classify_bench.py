@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
-from common import machine
+from common import footer, machine
 from nlplab.data.registry import TextDataset, load_dataset
 from nlplab.train.config import TrainConfig, read_yaml
 from nlplab.train.trainer import train
@@ -96,13 +96,9 @@ def markdown(result: dict[str, Any]) -> str:
         epoch = f"{r['best_epoch']}/{r['epochs_run']}" if "best_epoch" in r else "–"
         rows.append(f"| {r['model']} | {r['dev_accuracy']:.4f} | {r['dev_macro_f1']:.4f} | {epoch} | "
                     f"{r['train_seconds']:.1f} | {r['samples_per_second']:.0f} | {r['recipe']} |")
-    m = result["machine"]
     return (f"# {result['data']}: dev figures\n\n" + "\n".join(rows) + "\n\n"
-            f"The test split of this data set is its dev split (the real test split is held out elsewhere).\n\n"
-            f"Command: `{result['command']}`  \n"
-            f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, torch {m['torch']} ({m['torch_threads']} threads); "
-            f"{result['date']}; "
-            f"total {result['wall_seconds']:.0f} s\n")
+            "The test split of this data set is its dev split (the real test split is held out elsewhere).\n\n"
+            + footer(result))
 
 
 def main(argv: list[str] | None = None) -> None:

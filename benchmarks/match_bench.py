@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import machine, write_result
+from common import footer, machine, write_result
 
 from nlplab.train.config import load_config
 from nlplab.train.trainer import train
@@ -57,16 +57,13 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append(f"| {r['model']} | {r['loss']} | {r['test_accuracy']:.4f} | {r['test_f1']:.4f} | {r['test_spearman']:.4f} | "
                     f"{r['dev_accuracy']:.4f} | {r['best_epoch']}/{r['epochs_run']} | {r['train_seconds']:.0f} | `{r['recipe']}` |")
     best = max(result["models"], key=lambda r: r["test_accuracy"])
-    m = result["machine"]
     published = ", ".join(f"{k} {v:.3f}" for k, v in PUBLISHED.items())
     return ("# LCQMC text matching: held-out accuracy\n\n" + "\n".join(rows) + "\n\n"
             f"Target: test accuracy >= {TARGET}. Best: {best['model']} {best['test_accuracy']:.4f} "
             f"({'meets' if best['test_accuracy'] >= TARGET else 'SHORT of'} the target).\n\n"
             f"Data: {result['data']}\n\n"
             f"For scale, trained on the full 238k-pair train split and scored on the official test split: {published}.\n\n"
-            f"Command: `{result['command']}`  \n"
-            f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, torch {m['torch']} ({m['torch_threads']} threads); "
-            f"{result['date']}; total {result['wall_seconds']:.0f} s (a machine shared with other jobs: times are wall-clock)\n")
+            + footer(result, " (a machine shared with other jobs: times are wall-clock)"))
 
 
 def main(argv: list[str] | None = None) -> None:
