@@ -45,6 +45,25 @@ class LabContext:
     seed: int = 0
     progress: bool | None = None
     plots: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def partial(self) -> Path:
+        """Where finished steps wait until the lab ends: out/NAME.partial.json."""
+        return self.out / f"{self.name}.partial.json"
+
+    def step(self, key: str, compute: Callable[[], Any]) -> Any:
+        """The JSON value `compute()` returns, computed once: finished steps are kept in `partial` until the lab ends,
+        so running the same lab again (same --quick and --seed) after an interruption skips them."""
+        run = f"quick={self.quick} seed={self.seed}"
+        saved = json.loads(self.partial.read_text(encoding="utf-8")) if self.partial.exists() else {}
+        steps = saved.get("steps", {}) if saved.get("run") == run else {}
+        if key in steps:
+            self.reused.append(key)
+            return steps[key]
+        steps[key] = json.loads(json.dumps(compute()))
+        atomic_write_text(self.partial, json.dumps({"run": run, "steps": steps}, ensure_ascii=False))
+        return steps[key]
 
     def bar(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "") -> tqdm:
         """A progress bar (hidden when progress is False; tqdm decides on a terminal when None)."""
@@ -114,7 +133,7 @@ def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, prog
     command = "nlplab " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "nlplab" else f"run_lab({name!r}, quick={quick}, seed={seed})"
     meta = {"lab": name, "claim": lab.claim, "summary": result.summary, "holds": result.holds, "quick": quick, "seed": seed,
             "command": command, "date": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2),
-            "machine": machine(), "commit": git_commit(), "plots": ctx.plots}
+            "machine": machine(), "commit": git_commit(), "plots": ctx.plots, "steps_reused": ctx.reused}
     atomic_write_text(ctx.out / f"{name}.json", json.dumps({**meta, "rows": result.rows, **result.figures},
                                                             ensure_ascii=False, indent=2) + "\n")
     plots = "".join(f"![{p}]({p})\n" for p in ctx.plots)
@@ -122,7 +141,9 @@ def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, prog
                       f"**Claim.** {lab.claim}\n\n**Measured.** {result.summary} "
                       f"({'holds' if result.holds else 'does NOT hold'})\n\n" + markdown_table(result.rows) + "\n" + plots
                       + f"\n`{command}` — {started:%Y-%m-%d}, {seconds:.1f} s, {meta['machine']['cpu']}, "
-                      f"{meta['machine']['cores']} cores, torch threads {meta['machine']['torch_threads']}, seed {seed}.\n")
+                      f"{meta['machine']['cores']} cores, torch threads {meta['machine']['torch_threads']}, seed {seed}"
+                      + (f"; steps from an interrupted run: {', '.join(ctx.reused)}" if ctx.reused else "") + ".\n")
+    ctx.partial.unlink(missing_ok=True)
     return result
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -143,11 +143,14 @@ def run(ctx: LabContext) -> LabResult:
     data = load(ctx.quick, ctx.seed)
     plan = [(r, impl) for r in RUNGS for impl in (("numpy", "torch") if r.model is None else ("torch",))]
     recipes = {r.rung: _shrink(r.recipe) if ctx.quick else r.recipe for r in RUNGS}
-    rows, curves = [], {}
+    rows, curves, epochs_done = [], {}, 0
     with ctx.bar(total=sum(recipes[r.rung].epochs for r, _ in plan), desc="epochs") as bar:
         for rung, impl in plan:
             recipe = recipes[rung.rung]
-            history = (run_numpy if impl == "numpy" else run_torch)(rung, recipe, data, ctx.seed, bar)
+            fit = run_numpy if impl == "numpy" else run_torch
+            history = History(**ctx.step(f"{rung.rung} {impl}", lambda: asdict(fit(rung, recipe, data, ctx.seed, bar))))
+            epochs_done += recipe.epochs
+            bar.update(epochs_done - bar.n)
             best = int(np.argmax(history.validation))
             curves[f"{rung.rung} {impl}"] = [100 * v for v in history.validation]
             rows.append({"rung": rung.rung, "description": rung.description, "implementation": impl,
@@ -155,7 +158,7 @@ def run(ctx: LabContext) -> LabResult:
                          "best validation": round(100 * history.validation[best], 2), "compared on": rung.measure,
                          "epochs": recipe.epochs, "seconds": round(sum(history.seconds), 1)})
     svc_data = {k: (x[:2000], y[:2000]) for k, (x, y) in data.items()} if ctx.quick else data
-    svc_accuracy, svc_seconds = run_svc(svc_data)
+    svc_accuracy, svc_seconds = ctx.step("svc", lambda: run_svc(svc_data))
     rows.append({"rung": "svc", "description": f"sklearn SVC(), defaults, {len(svc_data['train'][1])} training images",
                  "implementation": "sklearn", "book": SVC_BOOK[0], "source": SVC_BOOK[1],
                  "test accuracy": round(svc_accuracy, 2), "best validation": "", "compared on": "test",

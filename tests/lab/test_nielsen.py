@@ -23,6 +23,7 @@ def test_quick_nielsen_lab_shows_the_direction_and_writes_the_rungs(tmp_path):
     implementations = [(r["rung"], r["implementation"]) for r in data["rows"]]
     assert ("1", "numpy") in implementations and ("1", "torch") in implementations and ("6", "torch") in implementations
     assert (tmp_path / "nielsen_validation.png").stat().st_size > 0
+    assert not (tmp_path / "nielsen.partial.json").exists()
 
 
 def test_expand_mnist_adds_the_four_one_pixel_shifts():
