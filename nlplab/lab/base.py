@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nlplab.errors import ConfigError
@@ -122,18 +124,26 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, progress: bool | None = None) -> LabResult:
-    """Run lab `name` and write out/NAME.md, out/NAME.json and its plots (all atomically)."""
+    """Run lab `name` on one thread (torch and BLAS: timings in the tables compare like with like, and small
+    matrices gain nothing from more) and write out/NAME.md, out/NAME.json and its plots (all atomically)."""
     lab = get_lab(name)
     ctx = LabContext(name, Path(out), quick, seed, progress)
     ctx.out.mkdir(parents=True, exist_ok=True)
     plt_backend()
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    result = lab.run(ctx)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            result = lab.run(ctx)
+            machine_now = machine()
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     command = "nlplab " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "nlplab" else f"run_lab({name!r}, quick={quick}, seed={seed})"
     meta = {"lab": name, "claim": lab.claim, "summary": result.summary, "holds": result.holds, "quick": quick, "seed": seed,
             "command": command, "date": started.isoformat(timespec="seconds"), "seconds": round(seconds, 2),
-            "machine": machine(), "commit": git_commit(), "plots": ctx.plots, "steps_reused": ctx.reused}
+            "machine": machine_now, "commit": git_commit(), "plots": ctx.plots, "steps_reused": ctx.reused}
     atomic_write_text(ctx.out / f"{name}.json", json.dumps({**meta, "rows": result.rows, **result.figures},
                                                             ensure_ascii=False, indent=2) + "\n")
     plots = "".join(f"![{p}]({p})\n" for p in ctx.plots)
@@ -141,7 +151,8 @@ def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, prog
                       f"**Claim.** {lab.claim}\n\n**Measured.** {result.summary} "
                       f"({'holds' if result.holds else 'does NOT hold'})\n\n" + markdown_table(result.rows) + "\n" + plots
                       + f"\n`{command}` — {started:%Y-%m-%d}, {seconds:.1f} s, {meta['machine']['cpu']}, "
-                      f"{meta['machine']['cores']} cores, torch threads {meta['machine']['torch_threads']}, seed {seed}"
+                      f"{meta['machine']['cores']} cores, torch threads {meta['machine']['torch_threads']}, BLAS threads "
+                      f"{meta['machine']['blas_threads']}, seed {seed}"
                       + (f"; steps from an interrupted run: {', '.join(ctx.reused)}" if ctx.reused else "") + ".\n")
     ctx.partial.unlink(missing_ok=True)
     return result

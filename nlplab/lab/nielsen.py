@@ -139,7 +139,6 @@ def load(quick: bool, seed: int) -> dict[str, Pair]:
 def run(ctx: LabContext) -> LabResult:
     import matplotlib.pyplot as plt
 
-    torch.set_num_threads(1)
     data = load(ctx.quick, ctx.seed)
     plan = [(r, impl) for r in RUNGS for impl in (("numpy", "torch") if r.model is None else ("torch",))]
     recipes = {r.rung: _shrink(r.recipe) if ctx.quick else r.recipe for r in RUNGS}
