@@ -105,8 +105,10 @@ def cost_fn(cost: str, logits: Tensor, y: Tensor) -> Tensor:
 
 @dataclass
 class Recipe:
-    """How to train: mini-batch SGD with step `eta` (cosine-decayed to 0 when `cosine`), `momentum`, and the L2
-    penalty (λ/2n) Σ w² on the weights (not the biases), n the training-set size."""
+    """How to train: mini-batch SGD with step `eta` (cosine-decayed to 0 when `cosine`), `momentum`, the L2
+    penalty (λ/2n) Σ w² on the weights (not the biases), n the training-set size, and optionally the max-norm
+    constraint of Hinton et al. (after each step every unit's incoming weight vector is scaled back to
+    ‖w‖ ≤ `max_norm`)."""
 
     epochs: int
     batch: int
@@ -115,6 +117,7 @@ class Recipe:
     lmbda: float = 0.0
     momentum: float = 0.0
     cosine: bool = False
+    max_norm: float | None = None
 
 
 @dataclass
@@ -162,6 +165,10 @@ def train(model: nn.Module, recipe: Recipe, train_xy: tuple[np.ndarray, np.ndarr
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if recipe.max_norm is not None:
+                with torch.no_grad():
+                    for w in weights:
+                        w.copy_(torch.renorm(w, 2, 0, recipe.max_norm))
         history.seconds.append(time.perf_counter() - start)
         history.validation.append(accuracy(model, vx, vy))
         history.test.append(accuracy(model, tx, ty))

@@ -76,3 +76,13 @@ def test_torch_training_follows_the_numpy_network_step_for_step(cost, lmbda):
         assert history.test[-1] == net.accuracy((x, labels))
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_max_norm_keeps_every_units_incoming_weights_inside_the_ball():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, labels = rng.random((40, 8)).astype(np.float32), rng.integers(0, 3, 40)
+    model = MLP([8, 16, 3], "relu")
+    assert max(float(layer.weight.detach().norm(dim=1).max()) for layer in model.layers) > 0.5
+    train(model, Recipe(1, 5, 1.0, "log_likelihood", max_norm=0.5), (x, labels), (x, labels), (x, labels), rng)
+    assert max(float(layer.weight.detach().norm(dim=1).max()) for layer in model.layers) <= 0.5 + 1e-6
