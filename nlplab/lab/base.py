@@ -131,6 +131,8 @@ def run_lab(name: str, out: str | Path, quick: bool = False, seed: int = 0, prog
     ctx.out.mkdir(parents=True, exist_ok=True)
     plt_backend()
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    import scipy.linalg  # noqa: F401  (SciPy brings its own BLAS: loaded now, the limit below covers it too)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from nlplab.cli import main
 from nlplab.errors import ConfigError
@@ -9,9 +10,12 @@ from nlplab.lab.base import Lab, LabContext, LabResult, markdown_table
 
 
 def test_quick_optimizers_lab_writes_table_json_and_plot(tmp_path):
+    threads = torch.get_num_threads()
     result = run_lab("optimizers", tmp_path, quick=True, progress=False)
     assert result.holds
     data = json.loads((tmp_path / "optimizers.json").read_text())
+    assert data["machine"]["torch_threads"] == 1 and data["machine"]["blas_threads"] == 1
+    assert torch.get_num_threads() == threads
     assert data["lab"] == "optimizers" and data["quick"] and data["rows"] == result.rows
     assert {"machine", "date", "seconds", "command", "claim"} <= set(data)
     newton = next(r for r in data["rows"] if r["method"] == "newton")
