@@ -24,12 +24,15 @@ def machine() -> dict[str, object]:
             "load_average": os.getloadavg()}
 
 
-def git_commit() -> str | None:
-    """The checked-out commit, with '+dirty' when tracked files differ from it; None outside a git checkout."""
+def git_commit(where: Path = Path(__file__).parent) -> str | None:
+    """The checked-out commit, with '+dirty' when tracked files other than benchmarks/results/ differ from it (result
+    files written by the run being recorded do not make the code dirty) for the checkout holding `where` (by
+    default nlplab's own); None outside a git checkout."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True,
                               check=True).stdout.strip()
     try:
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)benchmarks/results")
+        return git("rev-parse", "HEAD") + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return None
