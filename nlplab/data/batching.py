@@ -18,6 +18,12 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, lengths
 
 
+def padded_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> Batch:
+    """`pad_batch` with its mask: {"ids": (B, T), "lengths": (B,), "mask": (B, T) bool, True at real tokens}."""
+    ids, lengths = pad_batch(seqs, pad_id)
+    return {"ids": ids, "lengths": lengths, "mask": torch.arange(ids.shape[1]) < lengths[:, None]}
+
+
 def batch_rows(lengths: Sequence[int], batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                bucket: int = 0) -> list[list[int]]:
     """Row indices of each batch. `shuffle` draws a random permutation from `generator`; `bucket > 0` then sorts
@@ -38,8 +44,7 @@ def batches(ids: Sequence[Sequence[int]], labels: Sequence[int] | None, batch_si
     """Yield batches {"ids": (B,T), "lengths": (B,), "mask": (B,T) bool, "rows": (B,), "labels": (B,)}, the rows
     grouped as `batch_rows` says; "rows" are the indices of the batch's examples in `ids`."""
     for rows in batch_rows([len(s) for s in ids], batch_size, shuffle, generator, bucket):
-        x, lengths = pad_batch([ids[r] for r in rows], pad_id)
-        batch = {"ids": x, "lengths": lengths, "mask": torch.arange(x.shape[1]) < lengths[:, None], "rows": torch.tensor(rows)}
+        batch = {**padded_batch([ids[r] for r in rows], pad_id), "rows": torch.tensor(rows)}
         if labels is not None:
             batch["labels"] = torch.tensor([labels[r] for r in rows], dtype=torch.long)
         yield batch

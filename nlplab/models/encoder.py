@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nlplab.data.batching import pad_batch
+from nlplab.data.batching import padded_batch
 from nlplab.errors import ConfigError
 from nlplab.models.hf import HFCheckpoint
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
@@ -125,8 +125,8 @@ def encode_batch(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_length
     returns ids (B, T) and mask (B, T), True at real tokens."""
     seqs = [tokenizer.encode(t) for t in texts]
     seqs = [s if len(s) <= max_length else s[:max_length - 1] + s[-1:] for s in seqs]
-    ids, lengths = pad_batch(seqs, tokenizer.pad_id)
-    return ids, torch.arange(ids.shape[1]) < lengths[:, None]
+    batch = padded_batch(seqs, tokenizer.pad_id)
+    return batch["ids"], batch["mask"]
 
 
 MINILM = "all-MiniLM-L6-v2"

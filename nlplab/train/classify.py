@@ -19,10 +19,9 @@ from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD
-from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
 
 
 def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:
@@ -81,7 +80,7 @@ class Run:
         model_cfg["kernel_sizes"] = tuple(model_cfg["kernel_sizes"])
         labels = run_json(run_dir, "labels.json")["labels"]
         dev = resolve_device(device)
-        model = load_weights(run_dir / "model.safetensors", TextClassifier(ClassifierConfig(**model_cfg))).to(dev).eval()
+        model = run_model(run_dir, TextClassifier(ClassifierConfig(**model_cfg)), dev)
         return cls(cfg, load_tokenizer(run_dir / "tokenizer"), labels, model, dev)
 
     def probabilities(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:

@@ -31,9 +31,8 @@ from nlplab.models.lm import LMConfig, build_lm, lm_loss
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
-from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"
@@ -105,8 +104,7 @@ class LMRun:
         tokenizer, dev = load_tokenizer(run_dir / "tokenizer"), resolve_device(device)
         if cfg.model == "ngram":
             return cls(cfg, tokenizer, NGramLM.load(run_dir / NGRAM_FILE), dev)
-        model = load_weights(run_dir / "model.safetensors", build_lm(LMConfig(**run_json(run_dir, "model.json"))))
-        return cls(cfg, tokenizer, model.to(dev).eval(), dev)
+        return cls(cfg, tokenizer, run_model(run_dir, build_lm(LMConfig(**run_json(run_dir, "model.json"))), dev), dev)
 
     def token_strings(self, text: str) -> list[str]:
         """The n-gram model's view of a text: its tokens as strings (unknown ones as [UNK])."""

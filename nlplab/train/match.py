@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from nlplab.data.batching import batch_rows, num_batches, pad_batch
+from nlplab.data.batching import batch_rows, num_batches, pad_batch, padded_batch
 from nlplab.data.pairs import PAIR_DATASETS, Pair, load_pairs, read_pairs
 from nlplab.data.readers import read_lines
 from nlplab.errors import ConfigError, DataError, RunError
@@ -46,11 +46,10 @@ from nlplab.nn.losses import unit
 from nlplab.text import Tokenizer, WordPieceTokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.wordpiece import CLS, SEP
-from nlplab.train.checkpoint import load_weights
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
 
 SIDES = ("a", "b", "pair")
 
@@ -96,11 +95,6 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[Pair], window_size: int, 
     return EncodedPairs(labels, pair=joined_ids, segments=segments)
 
 
-def pad_side(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    ids, lengths = pad_batch(seqs, pad_id)
-    return {"ids": ids, "lengths": lengths, "mask": torch.arange(ids.shape[1]) < lengths[:, None]}
-
-
 def pair_batches(data: EncodedPairs, batch_size: int, pad_id: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, bucket: int = 0) -> Iterator[dict[str, Any]]:
     """Batches {"a": side, "b": side} or {"pair": side + "segments"}, with "labels" (B,) and "rows" (B,); a side
@@ -108,11 +102,11 @@ def pair_batches(data: EncodedPairs, batch_size: int, pad_id: int, shuffle: bool
     for rows in batch_rows(data.lengths(), batch_size, shuffle, generator, bucket):
         batch: dict[str, Any] = {"labels": torch.tensor([data.labels[r] for r in rows]), "rows": torch.tensor(rows)}
         if data.pair is not None:
-            batch["pair"] = pad_side([data.pair[r] for r in rows], pad_id)
+            batch["pair"] = padded_batch([data.pair[r] for r in rows], pad_id)
             batch["pair"]["segments"] = pad_batch([data.segments[r] for r in rows], 0)[0]
         else:
-            batch["a"] = pad_side([data.a[r] for r in rows], pad_id)
-            batch["b"] = pad_side([data.b[r] for r in rows], pad_id)
+            batch["a"] = padded_batch([data.a[r] for r in rows], pad_id)
+            batch["b"] = padded_batch([data.b[r] for r in rows], pad_id)
         yield batch
 
 
@@ -309,7 +303,7 @@ class MatchRun:
         model_cfg = MatcherConfig(**run_json(run_dir, "model.json"))
         threshold = run_json(run_dir, "threshold.json")["threshold"]
         dev = resolve_device(device)
-        model = load_weights(run_dir / "model.safetensors", build_matcher(model_cfg)).to(dev).eval()
+        model = run_model(run_dir, build_matcher(model_cfg), dev)
         return cls(run_dir, cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg, model, threshold, dev)
 
     def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
@@ -332,7 +326,7 @@ class MatchRun:
         ids = [self.tokenizer.encode(t)[: self.cfg.window_size] for t in texts]
         vectors = []
         for rows in batch_rows([len(s) for s in ids], batch_size):
-            side = to_device(pad_side([ids[r] for r in rows], self.tokenizer.pad_id), self.device)
+            side = to_device(padded_batch([ids[r] for r in rows], self.tokenizer.pad_id), self.device)
             with autocast(self.device):
                 vectors.append(self.model.embed(side).float().cpu())
         return unit(torch.cat(vectors))

@@ -31,11 +31,10 @@ from nlplab.io import atomic_write_text
 from nlplab.models.tagger import Tagger, TaggerConfig
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD
-from nlplab.train.checkpoint import load_weights
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import bio_spans, bmes_spans, tagging_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, to_device
+from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
 
 EVAL_BATCH = 128
 
@@ -130,7 +129,7 @@ class Run:
         model_cfg = TaggerConfig(**run_json(run_dir, "model.json"))
         scheme = run_json(run_dir, "labels.json")["scheme"]
         dev = resolve_device(device)
-        model = load_weights(run_dir / "model.safetensors", Tagger(model_cfg)).to(dev).eval()
+        model = run_model(run_dir, Tagger(model_cfg), dev)
         return cls(cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg.labels, scheme, model, dev)
 
     def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:

@@ -32,11 +32,12 @@ from nlplab.optim import (
     l1_penalty,
     l2_penalty,
 )
-from nlplab.train.checkpoint import load_state, save_state, save_weights
+from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
 from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.curves import plot_history
 
 CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
 
 TASKS = {
     "classify": "nlplab.train.classify:ClassifyTask",
@@ -147,6 +148,11 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
     return cfg
 
 
+def run_model(run_dir: Path, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` (built from the run's model.json) with the run's best weights, on `device`, in eval mode."""
+    return load_weights(run_dir / WEIGHTS, model).to(device).eval()
+
+
 def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
     """A JSON object a trained run keeps beside its weights (model.json, labels.json, ...), or RunError."""
     return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
@@ -247,7 +253,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
             on_epoch_end(epoch, row)
 
     stopper.restore(model)
-    save_weights(run_dir / "model.safetensors", model)
+    save_weights(run_dir / WEIGHTS, model)
     metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
     plot_history(history, run_dir / "curves.png", metric=task.metric)
     return metrics

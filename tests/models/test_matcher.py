@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlplab.data.batching import pad_batch
+from nlplab.data.batching import pad_batch, padded_batch
 from nlplab.errors import ConfigError
 from nlplab.models.encoder import BertConfig
 from nlplab.models.matcher import BiEncoder, MatcherConfig, build_matcher
@@ -12,7 +12,6 @@ from nlplab.nn.losses import (
     pair_distance,
     triplet_margin_loss,
 )
-from nlplab.train.match import pad_side
 
 D64 = torch.float64
 BERT = {k: v for k, v in vars(BertConfig(vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
@@ -65,8 +64,8 @@ def token_lists(seed: int, batch: int = 6, vocab: int = 30) -> list[tuple[list[i
 def pair_batch(seed: int | None = None, pairs: list | None = None) -> dict:
     """Padded sides a, b and the joined pair (a then b, segments 0 then 1), as nlplab.train.match batches them."""
     pairs = pairs if pairs is not None else token_lists(seed)
-    batch = {"a": pad_side([a for a, _ in pairs], 0), "b": pad_side([b for _, b in pairs], 0),
-             "pair": pad_side([a + b for a, b in pairs], 0), "labels": torch.tensor([1, 0, 1, 1, 0, 1])[: len(pairs)]}
+    batch = {"a": padded_batch([a for a, _ in pairs], 0), "b": padded_batch([b for _, b in pairs], 0),
+             "pair": padded_batch([a + b for a, b in pairs], 0), "labels": torch.tensor([1, 0, 1, 1, 0, 1])[: len(pairs)]}
     batch["pair"]["segments"] = pad_batch([[0] * len(a) + [1] * len(b) for a, b in pairs], 0)[0]
     return batch
 
