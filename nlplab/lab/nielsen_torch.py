@@ -21,6 +21,7 @@ from nlplab.nn import Dropout, Linear
 from nlplab.optim import SGD
 from nlplab.optim.schedules import build_scheduler
 from nlplab.scratch.network import Network
+from nlplab.train.trainer import evaluating
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood")
 
@@ -131,10 +132,8 @@ class History:
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 1000) -> float:
     """Fraction of rows of x whose largest logit is the label, in eval mode."""
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         right = sum(int((model(x[k:k + batch]).argmax(1) == y[k:k + batch]).sum()) for k in range(0, len(x), batch))
-    model.train()
     return right / len(x)
 
 

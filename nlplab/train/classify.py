@@ -21,7 +21,7 @@ from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
 
 
 def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:
@@ -45,20 +45,17 @@ def report(y: list[int], probs: torch.Tensor, labels: list[str]) -> dict[str, An
     return classification_report(y, probs.argmax(-1), len(labels), probs=probs, labels=labels)
 
 
-@torch.no_grad()
 def evaluate(model: TextClassifier, ids: list[list[int]], y: list[int] | None, batch_size: int, pad_id: int,
              device: torch.device) -> tuple[float, torch.Tensor]:
     """Mean loss (nan without labels) and probabilities (N, C) of `model` over a data set, in eval mode."""
-    was_training = model.training
-    model.eval()
-    total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
-    for batch in batches(ids, y, batch_size, pad_id, bucket=len(ids)):
-        with autocast(device):
-            loss, logits = model(to_device(batch, device))
-        if loss is not None:
-            total += loss.item() * len(batch["ids"])
-        probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
-    model.train(was_training)
+    with evaluating(model):
+        total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
+        for batch in batches(ids, y, batch_size, pad_id, bucket=len(ids)):
+            with autocast(device):
+                loss, logits = model(to_device(batch, device))
+            if loss is not None:
+                total += loss.item() * len(batch["ids"])
+            probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
     return (total / len(ids) if y is not None else float("nan")), probs
 
 

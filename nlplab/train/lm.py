@@ -32,7 +32,7 @@ from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model
+from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"
@@ -66,20 +66,17 @@ def windows(stream: Tensor, size: int) -> list[Tensor]:
     return [stream[i : i + size + 1] for i in range(0, len(stream) - 1, size)]
 
 
-@torch.no_grad()
 def stream_nll(model: nn.Module, stream: Tensor, size: int, batch_size: int, device: torch.device) -> tuple[float, int]:
     """(Σ −log p(xᵢ | x_<i) over every token of `stream` after the first, in nats; the number of such tokens)."""
-    was_training = model.training
-    model.eval()
-    total, pieces = 0.0, windows(stream, size)
-    full = [w for w in pieces if len(w) == size + 1]
-    groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[w] for w in pieces if len(w) < size + 1]
-    for group in groups:
-        batch = torch.stack(group).to(device)
-        with autocast(device):
-            logits, _ = model(batch[:, :-1])
-        total += F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum").item()
-    model.train(was_training)
+    with evaluating(model):
+        total, pieces = 0.0, windows(stream, size)
+        full = [w for w in pieces if len(w) == size + 1]
+        groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[w] for w in pieces if len(w) < size + 1]
+        for group in groups:
+            batch = torch.stack(group).to(device)
+            with autocast(device):
+                logits, _ = model(batch[:, :-1])
+            total += F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum").item()
     return total, len(stream) - 1
 
 

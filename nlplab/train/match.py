@@ -49,7 +49,7 @@ from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
 
 SIDES = ("a", "b", "pair")
 
@@ -115,19 +115,16 @@ def sides_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, An
     return {k: to_device(v, device) if k in SIDES else v for k, v in to_device(batch, device).items()}
 
 
-@torch.no_grad()
 def score_pairs(model: torch.nn.Module, data: EncodedPairs, batch_size: int, pad_id: int,
                 device: torch.device) -> tuple[float, torch.Tensor]:
     """Mean loss and the scores (N,) of `model` over encoded pairs, in eval mode."""
-    was_training = model.training
-    model.eval()
-    total, scores = 0.0, torch.zeros(len(data.labels))
-    for batch in pair_batches(data, batch_size, pad_id, bucket=len(data.labels)):
-        with autocast(device):
-            loss, s = model(sides_to_device(batch, device))
-        total += loss.item() * len(batch["rows"])
-        scores[batch["rows"]] = s.float().cpu()
-    model.train(was_training)
+    with evaluating(model):
+        total, scores = 0.0, torch.zeros(len(data.labels))
+        for batch in pair_batches(data, batch_size, pad_id, bucket=len(data.labels)):
+            with autocast(device):
+                loss, s = model(sides_to_device(batch, device))
+            total += loss.item() * len(batch["rows"])
+            scores[batch["rows"]] = s.float().cpu()
     return total / len(data.labels), scores
 
 
@@ -271,7 +268,7 @@ class MatchTask(Task):
     def cli_predict(cls, args: Any, texts: list[str]) -> None:
         run = MatchRun.load(args.run, args.device)
         pairs = [split_query_pair(text, n) for n, text in enumerate(texts, start=1)]
-        for (s1, s2, _), score in zip(pairs, run.scores(pairs)):
+        for (s1, s2, _), score in zip(pairs, run.scores(pairs)[1]):
             print(f"{int(score > run.threshold)}\t{score:.4f}\t{s1}\t{s2}")
 
 
@@ -309,12 +306,12 @@ class MatchRun:
     def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
         return encode_pairs(self.tokenizer, pairs, self.cfg.window_size, self.model_cfg.model == "cross")
 
-    def scores(self, pairs: Sequence[Pair]) -> torch.Tensor:
-        """Similarity scores (N,) of (s1, s2, _) pairs."""
-        return score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)[1]
+    def scores(self, pairs: Sequence[Pair]) -> tuple[float, torch.Tensor]:
+        """Mean loss against the labels and similarity scores (N,) of (s1, s2, label) pairs."""
+        return score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)
 
     def evaluate(self, pairs: Sequence[Pair]) -> dict[str, float]:
-        loss, scores = score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)
+        loss, scores = self.scores(pairs)
         return {"loss": loss, **pair_report(scores, [label for _, _, label in pairs], self.threshold)}
 
     @torch.no_grad()

@@ -34,7 +34,7 @@ from nlplab.text.base import PAD
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import bio_spans, bmes_spans, tagging_report
-from nlplab.train.trainer import Task, autocast, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
 
 EVAL_BATCH = 128
 
@@ -85,22 +85,19 @@ def tag_batches(data: Encoded, batch_size: int, pad_id: int, shuffle: bool = Fal
         yield batch
 
 
-@torch.no_grad()
 def predict(model: Tagger, data: Encoded, sentences: int, pad_id: int, device: torch.device) -> tuple[float, list[list[int]]]:
     """Mean loss per character (nan without gold tags) and the predicted tag ids of each of the `sentences`."""
-    was_training = model.training
-    model.eval()
-    total, pieces = 0.0, [[] for _ in data.ids]
-    for batch in tag_batches(data, EVAL_BATCH, pad_id, bucket=len(data.ids)):
-        batch = to_device(batch, device)
-        with autocast(device):
-            loss, emissions = model(batch)
-        if loss is not None:
-            total += loss.item() * batch["mask"].sum().item()
-        best = model.decode(emissions.float(), batch["mask"]).cpu()
-        for row, n, tags in zip(batch["rows"].tolist(), batch["lengths"].tolist(), best.tolist()):
-            pieces[row] = tags[:n]
-    model.train(was_training)
+    with evaluating(model):
+        total, pieces = 0.0, [[] for _ in data.ids]
+        for batch in tag_batches(data, EVAL_BATCH, pad_id, bucket=len(data.ids)):
+            batch = to_device(batch, device)
+            with autocast(device):
+                loss, emissions = model(batch)
+            if loss is not None:
+                total += loss.item() * batch["mask"].sum().item()
+            best = model.decode(emissions.float(), batch["mask"]).cpu()
+            for row, n, tags in zip(batch["rows"].tolist(), batch["lengths"].tolist(), best.tolist()):
+                pieces[row] = tags[:n]
     out: list[list[int]] = [[] for _ in range(sentences)]
     for owner, tags in zip(data.owner, pieces):
         out[owner] += tags

@@ -15,7 +15,8 @@ import importlib
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,18 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
     if task is not None and cfg.task != task:
         raise RunError(f"{run_dir}: a {cfg.task} run, not a {task} run")
     return cfg
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` in eval mode without gradients inside the block; its previous mode again afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 def run_model(run_dir: Path, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
