@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlplab.data.batching import num_batches
 from nlplab.data.corpora import TextCorpus, load_corpus, text_lines
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write_text
@@ -171,7 +172,7 @@ class LMTask(Task):
         atomic_write_text(run_dir / "model.json", json.dumps(asdict(self.shape)))
 
     def num_train_batches(self) -> int:
-        return math.ceil(len(self.train_windows) / self.cfg.batch_size)
+        return num_batches(len(self.train_windows), self.cfg.batch_size)
 
     def train_batches(self, generator: torch.Generator) -> Iterable[dict[str, Any]]:
         order = torch.randperm(len(self.train_windows), generator=generator).tolist()

@@ -123,6 +123,8 @@ class Task(ABC):
 
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
         """What backward() sees: the loss plus penalties (L1/L2 on weight matrices, the task's auxiliary losses)."""
+        if not (self.cfg.l1 or self.cfg.l2):
+            return loss
         weights = [p for p in self.model.parameters() if p.dim() > 1]
         if self.cfg.l1:
             loss = loss + l1_penalty(weights, self.cfg.l1)
