@@ -19,6 +19,10 @@ class Split:
     x: np.ndarray
     y: np.ndarray
 
+    def head(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of the first `n` examples (all of them when n is None)."""
+        return self.x[:n], self.y[:n]
+
 
 @dataclass
 class MNIST:

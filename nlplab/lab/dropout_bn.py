@@ -101,8 +101,8 @@ def run(ctx: LabContext) -> LabResult:
 
     mnist = load_mnist()
     n_train, n_test, epochs = (8_000, 2_000, 2) if ctx.quick else (50_000, 10_000, 10)
-    x, y = torch.from_numpy(mnist.train.x[:n_train]), torch.from_numpy(mnist.train.y[:n_train])
-    x_test, y_test = torch.from_numpy(mnist.test.x[:n_test]), torch.from_numpy(mnist.test.y[:n_test])
+    x, y = map(torch.from_numpy, mnist.train.head(n_train))
+    x_test, y_test = map(torch.from_numpy, mnist.test.head(n_test))
     setups = [("dropout → BN", 0.5), ("BN → dropout", 0.5), ("no dropout", 0.0)]
     if not ctx.quick:
         setups.insert(1, ("dropout → BN", 0.2))

@@ -63,11 +63,7 @@ def run(ctx: LabContext) -> LabResult:
         small, epochs, n_val = 1_000, 400, 10_000
         n_eta, eta_epochs, n_batch, batch_epochs, batches = 50_000, 30, 10_000, 10, (1, 10, 100, 1000)
     mnist = load_mnist()
-
-    def subset(n: int) -> tuple[np.ndarray, np.ndarray]:
-        return mnist.train.x[:n], mnist.train.y[:n]
-
-    validation = (mnist.validation.x[:n_val], mnist.validation.y[:n_val])
+    subset, validation = mnist.train.head, mnist.validation.head(n_val)
     jobs = [("epochs", f"{small} images, η = 0.5", (subset(small), epochs, 10, 0.5, 0.0))]
     jobs += [("learning rate", f"η = {eta:g}", (subset(n_eta), eta_epochs, 10, eta, 5.0)) for eta in ETAS]
     jobs += [("mini-batch", f"m = {m}", (subset(n_batch), batch_epochs, m, 0.5, 0.0)) for m in batches]

@@ -48,7 +48,7 @@ def run(ctx: LabContext) -> LabResult:
 
     n, epochs = (5_000, 3) if ctx.quick else (50_000, 30)
     mnist = load_mnist()
-    train_data, validation = (mnist.train.x[:n], mnist.train.y[:n]), (mnist.validation.x, mnist.validation.y)
+    train_data, validation = mnist.train.head(n), mnist.validation.head()
     curves, saturation = {}, {}
     for label, init in INITS.items():
         net = make_network(init, ctx.seed)

@@ -132,9 +132,9 @@ def run_svc(data: dict[str, Pair]) -> tuple[float, float]:
 def load(quick: bool, seed: int) -> dict[str, Pair]:
     mnist = load_mnist()
     splits = {"train": mnist.train, "validation": mnist.validation, "test": mnist.test}
-    sizes = dict(zip(splits, QUICK_SIZES)) if quick else {name: len(s.y) for name, s in splits.items()}
-    data = {name: (s.x[:sizes[name]], s.y[:sizes[name]]) for name, s in splits.items()}
-    data["expanded"] = expand_mnist(*(a[:QUICK_EXPANDED] if quick else a for a in data["train"]), seed=seed)
+    sizes = dict(zip(splits, QUICK_SIZES)) if quick else dict.fromkeys(splits)
+    data = {name: s.head(sizes[name]) for name, s in splits.items()}
+    data["expanded"] = expand_mnist(*mnist.train.head(QUICK_EXPANDED if quick else None), seed=seed)
     return data
 
 

@@ -38,7 +38,7 @@ def run(ctx: LabContext) -> LabResult:
 
     n, epochs, lambdas = (5_000, 5, (0.5, 1.0, 5.0)) if ctx.quick else (50_000, 20, (0.1, 1.0, 5.0, 20.0, 50.0))
     mnist = load_mnist()
-    train_data, validation = (mnist.train.x[:n], mnist.train.y[:n]), (mnist.validation.x, mnist.validation.y)
+    train_data, validation = mnist.train.head(n), mnist.validation.head()
     runs = {(p, lam): train(p, lam, train_data, validation, epochs, ctx.seed)
             for p, lam in ctx.bar([(p, lam) for lam in lambdas for p in PENALTIES], desc="L1/L2 × λ")}
     rows = []

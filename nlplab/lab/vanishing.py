@@ -59,7 +59,7 @@ def run(ctx: LabContext) -> LabResult:
 
     n, epochs, points = (5_000, 2, 20) if ctx.quick else (50_000, 10, 100)
     mnist = load_mnist()
-    x, y = torch.from_numpy(mnist.train.x[:n]), torch.from_numpy(mnist.train.y[:n])
+    x, y = map(torch.from_numpy, mnist.train.head(n))
     probe = x[:PROBE], y[:PROBE]
     per_epoch = n // BATCH
     steps = epochs * per_epoch
