@@ -151,8 +151,11 @@ def check_pair(chars: list[str], tags: list[str], path: Path, line: int) -> Tagg
 
 def read_uer_tsv(path: str | Path) -> list[Tagged]:
     """`text_a<TAB>label` rows after a header: space-separated characters, then as many space-separated tags."""
-    path = Path(path)
-    lines = read_lines(path)
+    return parse_uer_tsv(read_lines(path), Path(path))
+
+
+def parse_uer_tsv(lines: list[str], path: Path) -> list[Tagged]:
+    """`read_uer_tsv` on the lines of `path`, already read."""
     if lines[0].split("\t")[:2] != ["text_a", "label"]:
         raise DataError("expected the header `text_a<TAB>label`", path, 1)
     out = []
@@ -168,9 +171,13 @@ def read_uer_tsv(path: str | Path) -> list[Tagged]:
 
 def read_conll(path: str | Path) -> list[Tagged]:
     """Two columns per line, `char<TAB or spaces>tag`; a blank line ends a sentence. A sentence's line is its first."""
-    path = Path(path)
+    return parse_conll(read_lines(path), Path(path))
+
+
+def parse_conll(lines: list[str], path: Path) -> list[Tagged]:
+    """`read_conll` on the lines of `path`, already read."""
     out, chars, tags, first = [], [], [], None
-    for number, line in enumerate([*read_lines(path), ""], start=1):
+    for number, line in enumerate([*lines, ""], start=1):
         if not line.strip():
             if chars:
                 out.append(Tagged(chars, tags, first))
@@ -190,8 +197,8 @@ def read_conll(path: str | Path) -> list[Tagged]:
 
 def read_tagged(path: str | Path) -> list[Tagged]:
     """A UER TSV (first line `text_a<TAB>label`) or a CoNLL-style file."""
-    path = Path(path)
-    return read_uer_tsv(path) if read_lines(path)[0].startswith("text_a\t") else read_conll(path)
+    path, lines = Path(path), read_lines(path)
+    return (parse_uer_tsv if lines[0].startswith("text_a\t") else parse_conll)(lines, path)
 
 
 def check_tags(items: Sequence[Tagged], labels: Sequence[str], source: str) -> None:
