@@ -74,7 +74,7 @@ def test_config_file_and_flag_override(tiny_tsv, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--epochs", "2", "--out", str(run), "--no-progress", "--device", "cpu"]) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    assert (saved["hidden_size"], saved["epochs"], saved["window_size"]) == (8, 2, 5)
+    assert (saved["model"]["hidden_size"], saved["optim"]["epochs"], saved["data"]["window_size"]) == (8, 2, 5)
 
 
 @pytest.mark.parametrize(

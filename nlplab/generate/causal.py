@@ -106,7 +106,7 @@ def token_text(value: Any) -> str | None:
 def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
     """An nlplab LM run or a Hugging Face causal-LM folder (see the module docstring)."""
     from nlplab.text import load_tokenizer
-    from nlplab.train.trainer import resolve_device
+    from nlplab.runtime import resolve_device
 
     folder, dev = Path(path), resolve_device(device)
     if (folder / "config.yaml").is_file():

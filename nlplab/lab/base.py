@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from nlplab.errors import ConfigError
-from nlplab.io import atomic_write, atomic_write_text
+from nlplab.io import atomic_write, atomic_write_text, progress
 from nlplab.provenance import git_commit, machine
 
 # lab name -> module that defines LAB
@@ -67,10 +66,9 @@ class LabContext:
         atomic_write_text(self.partial, json.dumps({"run": run, "steps": steps}, ensure_ascii=False))
         return steps[key]
 
-    def bar(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "") -> tqdm:
-        """A progress bar (hidden when progress is False; tqdm decides on a terminal when None)."""
-        return tqdm(iterable, total=total, desc=f"{self.name}: {desc}" if desc else self.name, leave=False,
-                    disable=not self.progress if self.progress is not None else None)
+    def bar(self, iterable: Iterable[Any] | None = None, total: int | None = None, desc: str = "") -> Any:
+        """Progress over `iterable` (`nlplab.io.progress`: hidden when progress is False)."""
+        return progress(iterable, total=total, desc=f"{self.name}: {desc}" if desc else self.name, enabled=self.progress)
 
     def save_plot(self, fig: Any, stem: str) -> Path:
         """Write a matplotlib figure to `out/NAME_stem.png` atomically, close it, and list it in the report."""

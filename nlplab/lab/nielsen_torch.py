@@ -21,7 +21,7 @@ from nlplab.nn import Dropout, Linear
 from nlplab.optim import SGD
 from nlplab.optim.schedules import build_scheduler
 from nlplab.scratch.network import Network
-from nlplab.train.trainer import evaluating
+from nlplab.runtime import evaluating
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood")
 

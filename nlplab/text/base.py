@@ -16,10 +16,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
 
 from nlplab.errors import TokenizerError
 from nlplab.io import atomic_write_text, read_json_object
+from nlplab.io import progress as progress_of
 
 PAD, UNK = "[PAD]", "[UNK]"
 CONFIG_FILE, HF_FILE = "tokenizer_config.json", "tokenizer.json"
@@ -95,7 +95,7 @@ class Tokenizer(ABC):
     def count_words(self, texts: Iterable[str], progress: bool = False) -> Counter[str]:
         """How often each pre-tokenized word occurs in `texts` (special tokens left out); an empty corpus is an error."""
         counts: Counter[str] = Counter()
-        for text in tqdm(texts, desc="counting words", disable=not progress, unit=" texts"):
+        for text in progress_of(texts, desc="counting words", unit=" texts", enabled=progress):
             for piece, special in self.split_special_tokens(text):
                 if not special:
                     counts.update(self.words(piece))

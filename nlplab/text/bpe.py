@@ -17,9 +17,9 @@ from functools import lru_cache
 from typing import Any
 
 import regex
-from tqdm.auto import tqdm
 
 from nlplab.errors import TokenizerError
+from nlplab.io import progress as progress_of
 from nlplab.text.base import PAD, UNK, Tokenizer, hf_added_tokens, hf_special_tokens
 from nlplab.text.pairmerge import PairCounts, apply_merges, count_merges, symbol_minter
 from nlplab.text.pretokenize import word_pattern
@@ -104,7 +104,7 @@ class BPETokenizer(Tokenizer):
                 f"base symbols; use --vocab-size {len(vocab) + 1000} or more" + (", or limit_alphabet" if self.algo == "bpe" else "")
             )
         words = [[vocab[s] for s in self.symbols(w) if s in vocab] for w in word_counts]
-        bar = tqdm(total=vocab_size - len(vocab), desc="merging pairs", disable=not progress, unit=" merges")
+        bar = progress_of(total=vocab_size - len(vocab), desc="merging pairs", unit=" merges", enabled=progress)
         new_symbol = symbol_minter(vocab, vocab_size, self.join, bar.update)
         merges = count_merges(PairCounts(words, list(word_counts.values())), new_symbol, min_freq)
         bar.close()

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from nlplab.errors import TokenizerError
+from nlplab.io import progress as progress_of
 from nlplab.text.base import PAD, UNK, Tokenizer, hf_added_tokens, hf_special_tokens
 from nlplab.text.bpe import WORD_CACHE
 from nlplab.text.pairmerge import Pair, PairCounts
@@ -113,7 +113,7 @@ class WordPieceTokenizer(Tokenizer):
         heap = [(-score(p), *p) for p in counts.pairs]
         heapq.heapify(heap)
         merges: list[Pair] = []
-        bar = tqdm(total=vocab_size - len(vocab), desc="merging pairs", disable=not progress, unit=" merges")
+        bar = progress_of(total=vocab_size - len(vocab), desc="merging pairs", unit=" merges", enabled=progress)
         while heap and len(vocab) < vocab_size:
             neg, a, b = heapq.heappop(heap)
             if counts.pairs.get((a, b), 0) < max(min_freq, 1):

@@ -81,9 +81,14 @@ def load_weights(path: str | Path, module: torch.nn.Module) -> torch.nn.Module:
     """Load `save_weights` output into `module` (strict)."""
     path = Path(path)
     try:
-        module.load_state_dict(load_file(str(path)))
+        tensors = load_file(str(path))
     except FileNotFoundError:
         raise RunError(f"{path}: model weights missing; the run did not finish, finish it with --resume") from None
-    except (SafetensorError, RuntimeError) as e:
+    except (SafetensorError, OSError) as e:
+        raise RunError(f"{path}: the file is corrupt or incomplete (its header cannot be read: {e}); rewrite it from the "
+                       f"run's checkpoint with `nlplab train --out {path.parent} --resume`, or train the run again") from None
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as e:
         raise RunError(f"{path}: weights do not fit this model ({str(e).splitlines()[0]})") from None
     return module

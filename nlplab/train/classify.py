@@ -21,7 +21,8 @@ from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
-from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.runtime import autocast, evaluating, resolve_device, to_device
+from nlplab.train.trainer import Task, run_config, run_json, run_model
 
 
 def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:

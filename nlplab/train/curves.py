@@ -8,8 +8,10 @@ from pathlib import Path
 from nlplab.io import atomic_write
 
 
-def plot_history(history: Sequence[dict], path: str | Path, metric: str = "accuracy") -> Path:
-    """Two panels (loss, metric) with one line per split, written atomically as PNG."""
+def plot_history(history: Sequence[dict], path: str | Path, metric: str = "accuracy", title: str | None = None,
+                 best_epoch: int | None = None) -> Path:
+    """Two panels (loss, metric) with one line per split, the selected epoch marked by a dashed line, under
+    `title`; written atomically as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,8 +28,12 @@ def plot_history(history: Sequence[dict], path: str | Path, metric: str = "accur
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
         ax.grid(alpha=0.3)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -33,7 +33,8 @@ from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model
+from nlplab.runtime import autocast, evaluating, resolve_device
+from nlplab.train.trainer import Task, run_config, run_json, run_model
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"

@@ -49,7 +49,8 @@ from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.runtime import autocast, evaluating, resolve_device, to_device
+from nlplab.train.trainer import Task, run_config, run_json, run_model
 
 SIDES = ("a", "b", "pair")
 

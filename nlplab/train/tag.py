@@ -34,7 +34,8 @@ from nlplab.text.base import PAD
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import bio_spans, bmes_spans, tagging_report
-from nlplab.train.trainer import Task, autocast, evaluating, resolve_device, run_config, run_json, run_model, to_device
+from nlplab.runtime import autocast, evaluating, resolve_device, to_device
+from nlplab.train.trainer import Task, run_config, run_json, run_model
 
 EVAL_BATCH = 128
 

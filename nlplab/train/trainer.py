@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from nlplab.errors import ConfigError, RunError
 from nlplab.io import atomic_write_text, read_json_object
+from nlplab.io import progress as progress_of
 from nlplab.optim import (
     EarlyStopping,
     build_optimizer,
@@ -33,6 +37,7 @@ from nlplab.optim import (
     l1_penalty,
     l2_penalty,
 )
+from nlplab.runtime import autocast, resolve_device, to_device
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
 from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.curves import plot_history
@@ -46,25 +51,6 @@ TASKS = {
     "tag": "nlplab.train.tag:TagTask",
     "match": "nlplab.train.match:MatchTask",
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError("--device cuda asked for, but no CUDA device is available; use --device cpu or auto")
-    return torch.device(name)
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move a batch's tensors to `device`; lengths and row indices stay on the CPU (packed RNNs need them there)."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) and k not in ("lengths", "rows") else v
-            for k, v in batch.items()}
-
-
-def autocast(device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 class Task(ABC):
@@ -148,19 +134,11 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
     cfg = load_config(run_dir / "config.yaml", {})
     if task is not None and cfg.task != task:
         raise RunError(f"{run_dir}: a {cfg.task} run, not a {task} run")
+    described = run_json(run_dir, "model.json").get("model") if (run_dir / "model.json").is_file() else cfg.model
+    if described != cfg.model:
+        raise RunError(f"{run_dir}: config.yaml says model {cfg.model!r} but model.json describes {described!r}; "
+                       "the run's files disagree: restore config.yaml or train the run again")
     return cfg
-
-
-@contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """`model` in eval mode without gradients inside the block; its previous mode again afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def run_model(run_dir: Path, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -173,15 +151,28 @@ def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
     return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False,
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
           on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Train the model `cfg` describes into run directory `out`; returns the final metrics."""
+    """Train the model `cfg` describes into run directory `out`; returns the final metrics.
+
+    `resume` continues from the last checkpoint; a run interrupted before its first checkpoint starts again from
+    the beginning. `overwrite` deletes a run already in `out` first."""
     run_dir = Path(out)
     checkpoint_path = run_dir / CHECKPOINT
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out, --overwrite deletes it: choose one")
+    holds_run = (run_dir / "config.yaml").is_file()
     if resume and not checkpoint_path.is_file():
-        raise RunError(f"{run_dir}: nothing to resume (no {CHECKPOINT}); run without --resume")
-    if not resume and (run_dir / "config.yaml").exists():
-        raise RunError(f"{run_dir}: already holds a run; continue it with --resume or choose another --out")
+        if not holds_run:
+            raise RunError(f"{run_dir}: nothing to resume (no {CHECKPOINT} and no run); run without --resume")
+        resume, overwrite = False, True
+    if holds_run and not resume:
+        if not overwrite:
+            raise RunError(f"{run_dir}: already holds a run; continue it with --resume, start it again with --overwrite "
+                           "or choose another --out")
+        shutil.rmtree(run_dir)
     task = task_class(cfg.task)(cfg, run_dir, resume, resolve_device(cfg.device))
     seconds = task.fit_directly()
     if seconds is None:
@@ -202,9 +193,54 @@ def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seco
     return metrics
 
 
+def describe_epoch(row: dict[str, Any]) -> str:
+    """One line for a history row: `epoch 3: train loss 0.4123 accuracy 0.8 | val loss ... | 12.3s`."""
+    train_figures = " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items() if k.startswith("train_") and k != "train_loss")
+    val = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+    return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} {train_figures}".rstrip() + f" | val {val} | {row['seconds']:.1f}s"
+
+
+@dataclass
+class EpochProgress:
+    """Where the current epoch stands: steps taken, examples seen, sums of the loss and of the task's extra figures,
+    seconds spent. Saved in a checkpoint taken between steps, so that resuming finishes the epoch exactly."""
+
+    steps: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@contextmanager
+def interruptible() -> Iterator[Callable[[], bool]]:
+    """Inside the block, SIGINT (Ctrl-C) and SIGTERM only raise a flag, read by the function yielded: the loop
+    finishes its step, saves a checkpoint and stops. A second Ctrl-C interrupts at once. Only the main thread can
+    take signals; elsewhere the flag never rises."""
+    raised = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield raised.is_set
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raised.set()
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield raised.is_set
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
         progress: bool | None) -> dict[str, Any]:
-    """The shared loop: epochs of forward/backward/step, validation, early stopping, checkpoints, curves."""
+    """The shared loop: epochs of forward/backward/step, validation, early stopping, checkpoints, curves.
+
+    A checkpoint is saved after every epoch, every `cfg.checkpoint_every` steps, and when the run is interrupted
+    (SIGINT/SIGTERM) between two steps; it holds the epoch's progress and the random state, so a resumed run
+    reaches the metrics of an uninterrupted one."""
     cfg, run_dir, model = task.cfg, task.run_dir, task.model
     steps_per_epoch = task.num_train_batches()
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -213,7 +249,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
                                 warmup_steps=cfg.warmup_steps, step_size=steps_per_epoch)
     stopper = EarlyStopping(patience=cfg.early_stop or cfg.epochs, mode=task.mode)
     history: list[dict[str, Any]] = []
-    start_epoch = 1
+    start_epoch, partial = 1, None
 
     if task.resume:
         state = load_state(checkpoint_path)
@@ -222,53 +258,87 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         scheduler.load_state_dict(state["scheduler"])
         stopper.load_state_dict(state["early_stopping"])
         history, start_epoch = state["history"], state["epoch"] + 1
+        partial = state.get("partial_epoch")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         task.save_meta(run_dir)
         save_config(run_dir, cfg)
 
+    def checkpoint(epoch_done: int, now: EpochProgress | None = None) -> None:
+        state = {"epoch": epoch_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(), "history": history}
+        if now is not None:
+            state["partial_epoch"] = {**asdict(now), "rng": random_state(task.device)}
+        save_state(checkpoint_path, state)
+
     stopped = bool(history) and stopper.bad_epochs >= stopper.patience
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if stopped:
-            break
-        model.train()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        t0, seen, loss_sum, sums = time.perf_counter(), 0, 0.0, {}
-        bar = tqdm(task.train_batches(order), total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not progress if progress is not None else None, leave=False)
-        for batch in bar:
-            with autocast(task.device):
-                loss, n, extra = task.step(to_device(batch, task.device))
-            optimizer.zero_grad(set_to_none=True)
-            task.objective(loss).backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            seen += n
-            loss_sum += loss.item() * n
-            for key, value in extra.items():
-                sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        seconds = time.perf_counter() - t0
-        val = task.validate()
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, **{f"train_{k}": v / seen for k, v in sums.items()},
-               **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": seconds, "samples_per_second": seen / seconds}
-        history.append(row)
-        stopped = stopper.step(val[task.metric], model)
-        save_state(checkpoint_path, {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(), "history": history})
-        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        train_figures = " ".join(f"{k} {v / seen:.4f}" for k, v in sums.items())
-        print(f"epoch {epoch}: train loss {row['train_loss']:.4f} {train_figures}".rstrip() + " | val "
-              + " ".join(f"{k} {v:.4f}" for k, v in val.items()) + f" | {seconds:.1f}s", flush=True)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+    with interruptible() as interrupted:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if stopped:
+                break
+            model.train()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            now = EpochProgress()
+            if partial is not None:
+                set_random_state(partial.pop("rng"), task.device)
+                now, partial = EpochProgress(**partial), None
+            t0 = time.perf_counter() - now.seconds
+            bar = progress_of(task.train_batches(order), total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
+                              unit=" steps", enabled=progress)
+            for k, batch in enumerate(bar):
+                if k < now.steps:
+                    continue
+                with autocast(task.device):
+                    loss, n, extra = task.step(to_device(batch, task.device))
+                optimizer.zero_grad(set_to_none=True)
+                task.objective(loss).backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                now.steps, now.seen, now.loss_sum = k + 1, now.seen + n, now.loss_sum + loss.item() * n
+                for key, value in extra.items():
+                    now.sums[key] = now.sums.get(key, 0.0) + value
+                bar.set_postfix(loss=f"{now.loss_sum / now.seen:.4f}")
+                step = (epoch - 1) * steps_per_epoch + k + 1
+                if interrupted() or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and k + 1 < steps_per_epoch):
+                    now.seconds = time.perf_counter() - t0
+                    checkpoint(epoch - 1, now)
+                    if interrupted():
+                        raise KeyboardInterrupt
+            bar.close()
+            seconds = time.perf_counter() - t0
+            val = task.validate()
+            row = {"epoch": epoch, "train_loss": now.loss_sum / now.seen,
+                   **{f"train_{k}": v / now.seen for k, v in now.sums.items()}, **{f"val_{k}": v for k, v in val.items()},
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "samples_per_second": now.seen / seconds}
+            history.append(row)
+            stopped = stopper.step(val[task.metric], model)
+            checkpoint(epoch)
+            atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if interrupted():
+                raise KeyboardInterrupt
 
     stopper.restore(model)
     save_weights(run_dir / WEIGHTS, model)
     metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
-    plot_history(history, run_dir / "curves.png", metric=task.metric)
+    plot_history(history, run_dir / "curves.png", metric=task.metric, title=f"{run_dir.name}: {cfg.task}, {cfg.model}",
+                 best_epoch=stopper.best_epoch)
     return metrics
+
+
+def random_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The generators a training step draws from (dropout, sampling): the CPU's and, on CUDA, the device's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_random_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
