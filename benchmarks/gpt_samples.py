@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from common import RESULTS, git_commit, machine, write_result
 
-from nlplab.generate.causal import generate, load_causal_lm
+from nlplab.generate.causal import generate
+from nlplab.runs import load_run
 
 PROMPTS = ("这家酒店", "质量", "这本书", "物流")
 STRATEGIES = {
@@ -40,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    lm = load_causal_lm(args.run, "cpu")
+    lm = load_run(args.run, "cpu").lm
     metrics = json.loads((Path(args.run) / "metrics.json").read_text(encoding="utf-8"))
     samples = [{"prompt": p, "strategy": name, "text": generate(lm, lm.encode(p), max_new_tokens=args.max_new_tokens,
                                                                   stop=["<|endoftext|>"], **options)[0].text}

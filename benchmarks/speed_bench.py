@@ -102,7 +102,7 @@ def load_batches(cfg: TrainConfig, count: int, seed: int) -> tuple[list[Batch], 
     vocabulary size and the pad id."""
     data = load_dataset("chnsenticorp")
     tokenizer = CharTokenizer().train((t for t, _ in data.train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
-    ids = encode_texts(tokenizer, data.train, cfg.window_size)
+    ids, _ = encode_texts(tokenizer, (t for t, _ in data.train), cfg.window_size)
     labels = label_ids(data.train, data.labels, "chnsenticorp (train)")
     order = torch.Generator().manual_seed(seed)
     stream = batches(ids, labels, cfg.batch_size, tokenizer.pad_id, shuffle=True, generator=order)

@@ -31,9 +31,9 @@ from common import RESULTS, git_commit, machine, write_result
 from nlplab.data.registry import find_data
 from nlplab.data.tagging import load_tagging, read_uer_tsv
 from nlplab.nn.crf import CRF
+from nlplab.runs import load_run
 from nlplab.train.config import TrainConfig, read_yaml
 from nlplab.train.spans import bmes_spans, span_report, word_spans
-from nlplab.train.tag import Run
 from nlplab.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def part_ner(epochs: int | None, runs: Path) -> dict[str, Any]:
     plain_row, _ = run_recipe("pd98-ner.yaml", "bilstm", epochs, runs, crf=False)
     msra_path = find_data("msra_ner") / "dev.tsv"
     items = read_uer_tsv(msra_path)
-    report = Run.load(crf_run, "cpu").evaluate(items, str(msra_path))
+    report = load_run(crf_run, "cpu").evaluate(str(msra_path))
     msra = {"model": "bilstm-crf (trained on pd98-ner)", "data": "msra_ner/dev.tsv (all)", "sentences": len(items),
             "f1": report["f1"], "precision": report["precision"], "recall": report["recall"],
             "per_type": {k: v["f1"] for k, v in report["per_type"].items()}}

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,3 +47,17 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             yield model
     finally:
         model.train(was_training)
+
+
+def forward_batches(model: torch.nn.Module, batches: Iterable[dict[str, Any]], device: torch.device,
+                    move: Callable[[dict[str, Any], torch.device], dict[str, Any]] = to_device,
+                    forward: Callable[[dict[str, Any]], tuple[Any, Any]] | None = None) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """The one evaluation loop: each batch moved to `device` (by `move`) and through `forward` (default
+    `model(batch) -> (loss, outputs)`) in eval mode, without gradients, under autocast; yields (batch, loss, outputs)."""
+    forward = forward or model
+    with evaluating(model):
+        for batch in batches:
+            batch = move(batch, device)
+            with autocast(device):
+                loss, outputs = forward(batch)
+            yield batch, loss, outputs

@@ -1,9 +1,8 @@
-"""A causal language model ready to generate text: an nlplab LM run or a Hugging Face causal-LM folder, with its
-tokenizer, end token, context length and chat template, and `generate` over every decoding strategy.
+"""A causal language model ready to generate text, with its tokenizer, end token, context length and chat template,
+and `generate` over every decoding strategy.
 
-Sources (`load_causal_lm`):
-- an nlplab run of `nlplab train --task lm` (rnn, lstm, gru, cnn, gpt), with the simple chat template
-  `问：{query}\\n答：{response}\\n` per turn;
+Sources: an nlplab run of `nlplab train --task lm` (built by `nlplab.runs`), with the simple chat template
+`问：{query}\\n答：{response}\\n` per turn; or (`load_causal_lm`)
 - a Hugging Face folder (config.json, model.safetensors, tokenizer.json): GPT-2 runs on nlplab's own GPT;
   other architectures (Llama, Qwen2, ...) run on `transformers` when it is installed. The tokenizer is read by
   nlplab from tokenizer.json, and the chat template from tokenizer_config.json is rendered with Jinja as
@@ -26,6 +25,7 @@ from nlplab.errors import ConfigError, RunError
 from nlplab.generate.beam import beam_search
 from nlplab.generate.decoding import Step, argmax_picker, sampler, stream
 from nlplab.io import read_json_object
+from nlplab.runtime import resolve_device
 
 STRATEGIES = ("greedy", "beam", "sample")
 NLPLAB_TEMPLATE = "问：{query}\n答：{response}\n"
@@ -34,11 +34,12 @@ Message = dict[str, str]
 
 @dataclass
 class Generated:
-    """One output: the generated continuation ids (prompt excluded), its text, and its score (beam: the
-    length-penalised beam score; greedy and sample: the sum of the model's log-probabilities of the ids)."""
+    """One output: the generated continuation ids (prompt excluded), its text (None for a model without a
+    tokenizer), and its score (beam: the length-penalised beam score; greedy and sample: the sum of the model's
+    log-probabilities of the ids)."""
 
     ids: list[int]
-    text: str
+    text: str | None
     score: float
 
 
@@ -52,6 +53,7 @@ class CausalLM:
     render_chat: Callable[[list[Message]], str]
     name: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    has_tokenizer: bool = True
 
     def room(self, prompt_len: int, max_new_tokens: int) -> int:
         """max_new_tokens, capped so that prompt and continuation fit the context; an error when nothing fits."""
@@ -104,23 +106,21 @@ def token_text(value: Any) -> str | None:
 
 
 def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
-    """An nlplab LM run or a Hugging Face causal-LM folder (see the module docstring)."""
+    """A Hugging Face causal-LM folder (see the module docstring). The tokenizer is read only when the folder has
+    one: ids in, ids out needs none."""
     from nlplab.text import load_tokenizer
-    from nlplab.runtime import resolve_device
 
     folder, dev = Path(path), resolve_device(device)
-    if (folder / "config.yaml").is_file():
-        from nlplab.train.lm import LMRun, end_token_id
-
-        run = LMRun.load(folder, device)
-        if not isinstance(run.model, torch.nn.Module):
-            raise ConfigError(f"{folder}: an n-gram run scores and evaluates text; generation needs a neural LM run")
-        return CausalLM(run.model, run.tokenizer.encode, run.tokenizer.decode, end_token_id(run.tokenizer),
-                        run.cfg.window_size, nlplab_chat, str(folder), dev)
-    if not (folder / "config.json").is_file():
-        raise RunError(f"{folder}: neither an nlplab run (config.yaml) nor a Hugging Face model folder (config.json)")
-    config = read_json_object(folder / "config.json", RunError, "pass a Hugging Face causal-LM folder")
-    tokenizer = load_tokenizer(folder)
+    config = read_json_object(folder / "config.json", RunError, "pass a Hugging Face causal-LM folder or an nlplab run")
+    has_tokenizer = (folder / "tokenizer.json").is_file()
+    if has_tokenizer:
+        tokenizer = load_tokenizer(folder)
+        encode, decode = tokenizer.encode, tokenizer.decode
+    else:
+        def encode(*_: Any) -> Any:
+            raise ConfigError(f"{folder}: no tokenizer.json, so text cannot be encoded or decoded; give the prompt as "
+                              "token ids (--prompt-ids) and read the ids of the answer")
+        decode = encode
     tok_config = read_json_object(folder / "tokenizer_config.json", RunError, "") if (folder / "tokenizer_config.json").is_file() else {}
     eos = config.get("eos_token_id")
     eos_id = eos[0] if isinstance(eos, list) else eos
@@ -131,20 +131,23 @@ def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
         from nlplab.models.gpt import GPT
 
         model = GPT.from_pretrained(folder).to(dev).eval()
-        return CausalLM(model, tokenizer.encode, tokenizer.decode, eos_id, model.cfg.block_size, render, str(folder), dev)
+        return CausalLM(model, encode, decode, eos_id, model.cfg.block_size, render, str(folder), dev, has_tokenizer)
     try:
         from transformers import AutoModelForCausalLM
     except ImportError:
         raise ConfigError(f"{folder}: a {config.get('model_type')} model runs on the `transformers` package; "
                           "pip install transformers (nlplab runs GPT-2 folders itself)") from None
-    model = AutoModelForCausalLM.from_pretrained(folder).to(dev).eval()
+    if not any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        raise RunError(f"{folder}: no model.safetensors; nlplab never loads pickled weights (pytorch_model.bin), which can run "
+                       "code when read: convert the checkpoint to safetensors first")
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True).to(dev).eval()
 
     def step(ids: Tensor, cache: Any) -> tuple[Tensor, Any]:
         out = model(input_ids=ids, past_key_values=cache, use_cache=True)
         return out.logits, out.past_key_values
 
     context = config.get("max_position_embeddings") or config.get("n_positions")
-    return CausalLM(step, tokenizer.encode, tokenizer.decode, eos_id, context, render, str(folder), dev)
+    return CausalLM(step, encode, decode, eos_id, context, render, str(folder), dev, has_tokenizer)
 
 
 def cut_at_stop(ids: list[int], decode: Callable[[Sequence[int]], str], stop: Sequence[str]) -> tuple[list[int], str, bool]:
@@ -187,17 +190,17 @@ def picker(strategy: str, temperature: float, top_k: int | None, top_p: float | 
 
 
 def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_tokens: int,
-                stop: Sequence[str] = ()) -> Iterator[tuple[list[int], str]]:
-    """Decode one prompt token by token; yield (ids so far, text so far) after each token, ending early at EOS
-    (left out) or when a stop string appears (cut before it)."""
+                stop: Sequence[str] = ()) -> Iterator[tuple[list[int], str | None]]:
+    """Decode one prompt token by token; yield (ids so far, text so far: None without a tokenizer) after each token,
+    ending early at EOS (left out) or when a stop string appears (cut before it)."""
     prompt = torch.tensor(list(prompt_ids), device=lm.device)
     ids: list[int] = []
     for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, _sampling_on_cpu(pick)):
         if token.item() == lm.eos_id:
             return
         ids.append(token.item())
-        ids_now, text, stopped = cut_at_stop(ids, lm.decode, stop)
-        yield ids_now, text
+        ids_now, text, stopped = cut_at_stop(ids, lm.decode, stop) if lm.has_tokenizer or stop else (ids, None, False)
+        yield list(ids_now), text
         if stopped:
             return
 
@@ -234,6 +237,6 @@ def generate(lm: CausalLM, prompt_ids: Sequence[int], strategy: str = "greedy", 
     results = []
     for ids, score in outputs:
         ids = ids[: ids.index(lm.eos_id)] if lm.eos_id in ids else ids
-        ids, text, _ = cut_at_stop(ids, lm.decode, stop)
+        ids, text, _ = cut_at_stop(ids, lm.decode, stop) if lm.has_tokenizer or stop else (ids, None, False)
         results.append(Generated(ids, text, score if score is not None else continuation_logprob(lm.step, prompt, ids)))
     return results

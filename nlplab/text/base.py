@@ -16,7 +16,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-
 from nlplab.errors import TokenizerError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.io import progress as progress_of

@@ -101,7 +101,8 @@ class BPETokenizer(Tokenizer):
         if vocab_size < len(vocab):
             raise TokenizerError(
                 f"vocab size {vocab_size} is smaller than the base alphabet: {len(self.special_tokens)} special tokens + {len(base)} "
-                f"base symbols; use --vocab-size {len(vocab) + 1000} or more" + (", or limit_alphabet" if self.algo == "bpe" else "")
+                f"base symbols; use --vocab-size {len(vocab)} or more (each merge adds one token)"
+                + (", or keep fewer characters with --limit-alphabet N" if self.algo == "bpe" else "")
             )
         words = [[vocab[s] for s in self.symbols(w) if s in vocab] for w in word_counts]
         bar = progress_of(total=vocab_size - len(vocab), desc="merging pairs", unit=" merges", enabled=progress)

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-
 from nlplab.errors import TokenizerError
 from nlplab.io import progress as progress_of
 from nlplab.text.base import PAD, UNK, Tokenizer, hf_added_tokens, hf_special_tokens

@@ -1,7 +1,6 @@
-"""The training loop, evaluation, metrics, checkpoints and curves."""
+"""The training loop, its tasks, metrics, checkpoints and curves."""
 
-from nlplab.train.classify import Run
 from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.trainer import train
 
-__all__ = ["Run", "TrainConfig", "load_config", "train"]
+__all__ = ["TrainConfig", "load_config", "train"]

@@ -1,33 +1,35 @@
-"""Text classification: the `classify` task of the trainer and a trained classifier loaded back for use."""
+"""Text classification: the `classify` task of the trainer, and the encoding and evaluation a trained classifier
+shares with it (`nlplab.runs.classify`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nlplab.data.batching import batches, num_batches
-from nlplab.data.readers import Example, read_labelled_tsv
-from nlplab.data.registry import TextDataset, load_dataset
+from nlplab.data.readers import Example
+from nlplab.data.registry import load_dataset
 from nlplab.errors import ConfigError, DataError
 from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
-from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.runtime import forward_batches
+from nlplab.text import Tokenizer
 from nlplab.text.base import PAD
 from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
-from nlplab.runtime import autocast, evaluating, resolve_device, to_device
-from nlplab.train.trainer import Task, run_config, run_json, run_model
+from nlplab.train.trainer import Task, task_tokenizer
 
 
-def encode_texts(tokenizer: Tokenizer, examples: list[Example], window_size: int) -> list[list[int]]:
-    """Token ids of each text, truncated to `window_size`."""
-    return [tokenizer.encode(text)[:window_size] for text, _ in examples]
+def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], window_size: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids of each text cut to `window_size`, and whether each was cut."""
+    full = [tokenizer.encode(text) for text in texts]
+    return [ids[:window_size] for ids in full], [len(ids) > window_size for ids in full]
 
 
 def label_ids(examples: list[Example], labels: list[str], source: str) -> list[int]:
@@ -49,74 +51,12 @@ def report(y: list[int], probs: torch.Tensor, labels: list[str]) -> dict[str, An
 def evaluate(model: TextClassifier, ids: list[list[int]], y: list[int] | None, batch_size: int, pad_id: int,
              device: torch.device) -> tuple[float, torch.Tensor]:
     """Mean loss (nan without labels) and probabilities (N, C) of `model` over a data set, in eval mode."""
-    with evaluating(model):
-        total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
-        for batch in batches(ids, y, batch_size, pad_id, bucket=len(ids)):
-            with autocast(device):
-                loss, logits = model(to_device(batch, device))
-            if loss is not None:
-                total += loss.item() * len(batch["ids"])
-            probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
+    total, probs = 0.0, torch.zeros(len(ids), model.cfg.num_classes)
+    for batch, loss, logits in forward_batches(model, batches(ids, y, batch_size, pad_id, bucket=len(ids)), device):
+        if loss is not None:
+            total += loss.item() * len(batch["ids"])
+        probs[batch["rows"]] = torch.softmax(logits.float(), -1).cpu()
     return (total / len(ids) if y is not None else float("nan")), probs
-
-
-@dataclass
-class Run:
-    """A trained classifier loaded back for use: config, tokenizer, labels and model (in eval mode)."""
-
-    cfg: TrainConfig
-    tokenizer: Tokenizer
-    labels: list[str]
-    model: TextClassifier
-    device: torch.device
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> Run:
-        run_dir = Path(run_dir)
-        cfg = run_config(run_dir, "classify")
-        model_cfg = run_json(run_dir, "model.json")
-        model_cfg["kernel_sizes"] = tuple(model_cfg["kernel_sizes"])
-        labels = run_json(run_dir, "labels.json")["labels"]
-        dev = resolve_device(device)
-        model = run_model(run_dir, TextClassifier(ClassifierConfig(**model_cfg)), dev)
-        return cls(cfg, load_tokenizer(run_dir / "tokenizer"), labels, model, dev)
-
-    def probabilities(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        """Class probabilities (N, C) for raw texts."""
-        ids = encode_texts(self.tokenizer, [(t, "") for t in texts], self.cfg.window_size)
-        _, probs = evaluate(self.model, ids, None, batch_size, self.tokenizer.pad_id, self.device)
-        return probs
-
-    @torch.no_grad()
-    def embeddings(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        """Unit-length sentence vectors (N, D): the model's pooled encoding of each text, before its head."""
-        ids = encode_texts(self.tokenizer, [(t, "") for t in texts], self.cfg.window_size)
-        vectors = []
-        for batch in batches(ids, None, batch_size, self.tokenizer.pad_id):
-            batch = to_device(batch, self.device)
-            vectors.append(self.model.encode(batch["ids"], batch["mask"], batch["lengths"]).float().cpu())
-        return torch.nn.functional.normalize(torch.cat(vectors), dim=-1)
-
-    def evaluate(self, examples: list[Example], source: str) -> dict[str, Any]:
-        """classification_report of the model on labelled `examples`."""
-        ids = encode_texts(self.tokenizer, examples, self.cfg.window_size)
-        y = label_ids(examples, self.labels, source)
-        loss, probs = evaluate(self.model, ids, y, 256, self.tokenizer.pad_id, self.device)
-        return {"loss": loss, **report(y, probs, self.labels)}
-
-
-def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TextDataset, Tokenizer]:
-    """Load the data and the tokenizer: a saved one (the run's own on resume, the pretrained encoder's with
-    `--init-from`, or `--tokenizer DIR`), else train one on the training texts."""
-    data = load_dataset(cfg.data, cfg.dev)
-    if resume and (run_dir / "tokenizer").is_dir():
-        return data, load_tokenizer(run_dir / "tokenizer")
-    if cfg.init_from is not None:
-        return data, load_tokenizer(pretrained_folder(cfg.init_from))
-    if Path(cfg.tokenizer).exists():
-        return data, load_tokenizer(cfg.tokenizer)
-    tok = build_tokenizer(cfg.tokenizer).train((t for t, _ in data.train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
-    return data, tok
 
 
 def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncoder | None) -> dict[str, Any] | None:
@@ -127,7 +67,7 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
     if pretrained is not None:
         shape = asdict(pretrained.cfg)
         if cfg.window_size > shape["max_position_embeddings"]:
-            raise ConfigError(f"window_size {cfg.window_size} exceeds the {shape['max_position_embeddings']} positions of "
+            raise ConfigError(f"--window-size {cfg.window_size} exceeds the {shape['max_position_embeddings']} positions of "
                               f"{cfg.init_from}; use --window-size {shape['max_position_embeddings']} or less")
     else:
         if cfg.hidden_size % cfg.heads:
@@ -155,9 +95,10 @@ class ClassifyTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.metric = cfg.metric
-        self.data, self.tokenizer = prepare(cfg, run_dir, resume)
+        self.data = load_dataset(cfg.data, cfg.dev)
+        self.tokenizer = task_tokenizer(cfg, run_dir, resume, (t for t, _ in self.data.train))
         self.labels = self.data.labels
-        self.splits = {name: (encode_texts(self.tokenizer, self.data.split(name), cfg.window_size),
+        self.splits = {name: (encode_texts(self.tokenizer, (t for t, _ in self.data.split(name)), cfg.window_size)[0],
                               label_ids(self.data.split(name), self.labels, f"{cfg.data} ({name})"))
                        for name in ("train", "dev", "test") if name != "test" or self.data.test is not self.data.dev}
         self.splits.setdefault("test", self.splits["dev"])
@@ -202,25 +143,3 @@ class ClassifyTask(Task):
     def final_metrics(self) -> dict[str, Any]:
         dev = self.evaluate("dev")
         return {"dev": dev, "test": dev if self.splits["test"] is self.splits["dev"] else self.evaluate("test")}
-
-    @classmethod
-    def cli_eval(cls, args: Any) -> None:
-        run = Run.load(args.run, args.device)
-        if args.data:
-            examples, source = read_labelled_tsv(args.data, run.labels), args.data
-        else:
-            examples, source = load_dataset(run.cfg.data, run.cfg.dev).test, f"{run.cfg.data} (test split)"
-        rep = run.evaluate(examples, source)
-        print(f"data: {source}  examples: {len(examples)}")
-        print(f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-        for label, row in rep["per_class"].items():
-            print(f"{label:<12}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
-        print("confusion matrix (rows = true):", rep["confusion_matrix"])
-        print(json.dumps({k: rep[k] for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc", "loss") if k in rep}))
-
-    @classmethod
-    def cli_predict(cls, args: Any, texts: list[str]) -> None:
-        run = Run.load(args.run, args.device)
-        for text, p in zip(texts, run.probabilities(texts)):
-            best = int(p.argmax())
-            print(f"{run.labels[best]}\t{p[best]:.4f}\t{text}")

@@ -1,4 +1,4 @@
-"""Language modelling: the `lm` task of the trainer, and a trained LM loaded back to evaluate and score text.
+"""Language modelling: the `lm` task of the trainer, and the perplexity a trained LM shares with it (`nlplab.runs.lm`).
 
 Each document is tokenized and the split becomes one stream  EOS d₁ EOS d₂ EOS …  (EOS = `<|endoftext|>`).
 Neural models train on non-overlapping windows of `window_size` next-token predictions; evaluation covers the
@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.data.batching import num_batches
-from nlplab.data.corpora import TextCorpus, load_corpus, text_lines
+from nlplab.data.corpora import TextCorpus, load_corpus
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write_text
 from nlplab.models.lm import LMConfig, build_lm, lm_loss
-from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.runtime import forward_batches
+from nlplab.text import Tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
-from nlplab.runtime import autocast, evaluating, resolve_device
-from nlplab.train.trainer import Task, run_config, run_json, run_model
+from nlplab.train.trainer import Task, task_tokenizer
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"
@@ -70,67 +70,30 @@ def windows(stream: Tensor, size: int) -> list[Tensor]:
 
 def stream_nll(model: nn.Module, stream: Tensor, size: int, batch_size: int, device: torch.device) -> tuple[float, int]:
     """(Σ −log p(xᵢ | x_<i) over every token of `stream` after the first, in nats; the number of such tokens)."""
-    with evaluating(model):
-        total, pieces = 0.0, windows(stream, size)
-        full = [w for w in pieces if len(w) == size + 1]
-        groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[w] for w in pieces if len(w) < size + 1]
-        for group in groups:
-            batch = torch.stack(group).to(device)
-            with autocast(device):
-                logits, _ = model(batch[:, :-1])
-            total += F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum").item()
+    pieces = windows(stream, size)
+    full = [w for w in pieces if len(w) == size + 1]
+    groups = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[w] for w in pieces if len(w) < size + 1]
+    batches = ({"ids": torch.stack(group)} for group in groups)
+    total = 0.0
+    for batch, _, logits in forward_batches(model, batches, device, forward=lambda b: (None, model(b["ids"][:, :-1])[0])):
+        total += F.cross_entropy(logits.flatten(0, 1).float(), batch["ids"][:, 1:].flatten(), reduction="sum").item()
     return total, len(stream) - 1
+
+
+def ngram_nll(model: NGramLM, tokenizer: Tokenizer, documents: Sequence[str]) -> tuple[float, int]:
+    """(Σ −log p over the documents' tokens and ends under an n-gram model, in nats; the number of predictions)."""
+    docs = [ngram_tokens(tokenizer, d) for d in documents]
+    return -sum(model.sentence_logprob(d) for d in docs), sum(len(d) + 1 for d in docs)
+
+
+def ngram_tokens(tokenizer: Tokenizer, text: str) -> list[str]:
+    """The n-gram model's view of a text: its tokens as strings (unknown ones as [UNK])."""
+    return [tokenizer.id_to_token[i] for i in tokenizer.encode(text)]
 
 
 def lm_figures(nll: float, tokens: int, characters: int) -> dict[str, float]:
     return {"loss": nll / tokens, "ppl": math.exp(nll / tokens), "bits_per_char": nll / math.log(2) / characters,
             "tokens": tokens}
-
-
-@dataclass
-class LMRun:
-    """A trained language model loaded back: config, tokenizer and model (neural, in eval mode, or n-gram)."""
-
-    cfg: TrainConfig
-    tokenizer: Tokenizer
-    model: nn.Module | NGramLM
-    device: torch.device
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> LMRun:
-        run_dir = Path(run_dir)
-        cfg = run_config(run_dir, "lm")
-        tokenizer, dev = load_tokenizer(run_dir / "tokenizer"), resolve_device(device)
-        if cfg.model == "ngram":
-            return cls(cfg, tokenizer, NGramLM.load(run_dir / NGRAM_FILE), dev)
-        return cls(cfg, tokenizer, run_model(run_dir, build_lm(LMConfig(**run_json(run_dir, "model.json"))), dev), dev)
-
-    def token_strings(self, text: str) -> list[str]:
-        """The n-gram model's view of a text: its tokens as strings (unknown ones as [UNK])."""
-        return [self.tokenizer.id_to_token[i] for i in self.tokenizer.encode(text)]
-
-    def nll(self, documents: Sequence[str]) -> tuple[float, int]:
-        """(Σ −log p over the documents' tokens and ends, in nats; the number of predictions N)."""
-        if isinstance(self.model, NGramLM):
-            docs = [self.token_strings(d) for d in documents]
-            return -sum(self.model.sentence_logprob(d) for d in docs), sum(len(d) + 1 for d in docs)
-        stream = encode_stream(self.tokenizer, documents)
-        return stream_nll(self.model, stream, self.cfg.window_size, 64, self.device)
-
-    def evaluate(self, documents: Sequence[str]) -> dict[str, float]:
-        """loss (nats per token), ppl, bits_per_char and tokens over `documents`."""
-        if not documents:
-            raise ConfigError("no documents to evaluate; the file has no non-empty line")
-        nll, tokens = self.nll(documents)
-        return lm_figures(nll, tokens, count_characters(documents))
-
-    def score(self, texts: Sequence[str]) -> list[tuple[int, float, float]]:
-        """(index, log p(text + end), perplexity) of each text, most reasonable (lowest perplexity) first."""
-        rows = []
-        for i, text in enumerate(texts):
-            nll, tokens = self.nll([text])
-            rows.append((i, -nll, math.exp(nll / tokens)))
-        return sorted(rows, key=lambda r: r[2])
 
 
 class LMTask(Task):
@@ -141,10 +104,9 @@ class LMTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.corpus: TextCorpus = load_corpus(cfg.data)
-        self.tokenizer = self.prepare_tokenizer()
+        self.tokenizer = task_tokenizer(cfg, run_dir, resume, self.corpus.train, special_tokens=(PAD, UNK, EOS))
         if cfg.model == "ngram":
-            self.model = nn.Module()
-            self.ngram = LMRun(cfg, self.tokenizer, NGramLM(cfg.order, cfg.smoothing, cfg.add_k), device)
+            self.model, self.ngram = nn.Module(), NGramLM(cfg.order, cfg.smoothing, cfg.add_k)
             return
         self.streams = {name: encode_stream(self.tokenizer, self.corpus.split(name)) for name in ("train", "dev", "test")}
         self.train_windows = [w for w in windows(self.streams["train"], cfg.window_size) if len(w) == cfg.window_size + 1]
@@ -157,16 +119,6 @@ class LMTask(Task):
                               kernel_size=max(cfg.kernel_sizes), dropout=cfg.dropout, moe_experts=cfg.moe_experts,
                               moe_top_k=cfg.moe_top_k, impl=cfg.impl)
         self.model = build_lm(self.shape).to(device)
-
-    def prepare_tokenizer(self) -> Tokenizer:
-        """The run's own tokenizer on resume, `--tokenizer DIR`, or one trained on the training documents with
-        [PAD], [UNK] and the end-of-document token."""
-        if self.resume and (self.run_dir / "tokenizer").is_dir():
-            return load_tokenizer(self.run_dir / "tokenizer")
-        if Path(self.cfg.tokenizer).exists():
-            return load_tokenizer(self.cfg.tokenizer)
-        tok = build_tokenizer(self.cfg.tokenizer, special_tokens=(PAD, UNK, EOS))
-        return tok.train(self.corpus.train, vocab_size=self.cfg.vocab_size, min_freq=self.cfg.min_freq)
 
     def save_meta(self, run_dir: Path) -> None:
         self.tokenizer.save(run_dir / "tokenizer")
@@ -189,10 +141,12 @@ class LMTask(Task):
         return super().objective(self._objective)
 
     def evaluate(self, split: str) -> dict[str, float]:
+        documents = self.corpus.split(split)
         if self.cfg.model == "ngram":
-            return self.ngram.evaluate(self.corpus.split(split))
-        nll, tokens = stream_nll(self.model, self.streams[split], self.cfg.window_size, 64, self.device)
-        return lm_figures(nll, tokens, count_characters(self.corpus.split(split)))
+            nll, tokens = ngram_nll(self.ngram, self.tokenizer, documents)
+        else:
+            nll, tokens = stream_nll(self.model, self.streams[split], self.cfg.window_size, 64, self.device)
+        return lm_figures(nll, tokens, count_characters(documents))
 
     def validate(self) -> dict[str, float]:
         val = self.evaluate("dev")
@@ -210,22 +164,9 @@ class LMTask(Task):
         if self.cfg.model != "ngram":
             return None
         t0 = time.perf_counter()
-        self.ngram.model.fit(self.ngram.token_strings(d) for d in self.corpus.train)
+        self.ngram.fit(ngram_tokens(self.tokenizer, d) for d in self.corpus.train)
         seconds = time.perf_counter() - t0
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(self.run_dir / "tokenizer")
-        self.ngram.model.save(self.run_dir / NGRAM_FILE)
+        self.ngram.save(self.run_dir / NGRAM_FILE)
         return seconds
-
-    @classmethod
-    def cli_eval(cls, args: Any) -> None:
-        run = LMRun.load(args.run, args.device)
-        if args.data:
-            documents, source = text_lines(args.data), args.data
-        else:
-            documents, source = load_corpus(run.cfg.data).test, f"{run.cfg.data} (test split)"
-        figures = run.evaluate(documents)
-        print(f"data: {source}  documents: {len(documents)}  tokens: {figures['tokens']}")
-        print(f"perplexity {figures['ppl']:.3f}  bits per character {figures['bits_per_char']:.4f}  "
-              f"loss {figures['loss']:.4f} nats/token")
-        print(json.dumps(figures))

@@ -1,4 +1,5 @@
-"""Text matching: the `match` task of the trainer, a trained matcher loaded back, and retrieval with a bi-encoder.
+"""Text matching: the `match` task of the trainer, and the encoding and scoring a trained matcher shares with it
+(`nlplab.runs.match`, which also searches a corpus with a bi-encoder).
 
 A pair's score is the model's similarity: cosine of the two sentence vectors (bi-encoders trained with
 contrastive, triplet or InfoNCE losses), or P(match) (loss ce: ESIM, the cross-encoder, Sentence-BERT's classifier).
@@ -17,7 +18,6 @@ the cached corpus embeddings of `nlplab match`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -26,31 +26,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from nlplab.data.batching import batch_rows, num_batches, pad_batch, padded_batch
-from nlplab.data.pairs import PAIR_DATASETS, Pair, load_pairs, read_pairs
-from nlplab.data.readers import read_lines
-from nlplab.errors import ConfigError, DataError, RunError
-from nlplab.io import atomic_write, atomic_write_text
+from nlplab.data.pairs import Pair, load_pairs
+from nlplab.errors import ConfigError
+from nlplab.io import atomic_write_text
 from nlplab.models.encoder import BertEncoder, pretrained_folder
 from nlplab.models.matcher import (
-    BI_ENCODERS,
     DEFAULT_LOSS,
     BiEncoder,
     MatcherConfig,
     build_matcher,
     scores_are_probabilities,
 )
-from nlplab.nn.losses import unit
-from nlplab.text import Tokenizer, WordPieceTokenizer, build_tokenizer, load_tokenizer
+from nlplab.runtime import forward_batches, to_device
+from nlplab.text import Tokenizer, WordPieceTokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.runtime import autocast, evaluating, resolve_device, to_device
-from nlplab.train.trainer import Task, run_config, run_json, run_model
+from nlplab.train.trainer import Task, task_tokenizer
 
 SIDES = ("a", "b", "pair")
 
@@ -64,6 +60,7 @@ class EncodedPairs:
     b: list[list[int]] | None = None
     pair: list[list[int]] | None = None
     segments: list[list[int]] | None = None
+    truncated: list[bool] | None = None
 
     def lengths(self) -> list[int]:
         if self.pair is not None:
@@ -83,17 +80,20 @@ def encode_pairs(tokenizer: Tokenizer, pairs: Sequence[Pair], window_size: int, 
     with segment ids 0 for [CLS] a [SEP] and 1 for b [SEP], each side cut to (window_size - 3) // 2 tokens."""
     labels = [label for _, _, label in pairs]
     if not joined:
-        return EncodedPairs(labels, a=[tokenizer.encode(s1)[:window_size] for s1, _, _ in pairs],
-                            b=[tokenizer.encode(s2)[:window_size] for _, s2, _ in pairs])
+        a, b = ([tokenizer.encode(pair[k]) for pair in pairs] for k in (0, 1))
+        return EncodedPairs(labels, a=[ids[:window_size] for ids in a], b=[ids[:window_size] for ids in b],
+                            truncated=[max(len(x), len(y)) > window_size for x, y in zip(a, b)])
     if CLS not in tokenizer.vocab or SEP not in tokenizer.vocab:
         raise ConfigError(f"the cross-encoder joins a pair as [CLS] a [SEP] b [SEP]; the tokenizer has no {CLS}/{SEP} token")
     cls, sep, side = tokenizer.vocab[CLS], tokenizer.vocab[SEP], max((window_size - 3) // 2, 1)
-    joined_ids, segments = [], []
+    joined_ids, segments, truncated = [], [], []
     for s1, s2, _ in pairs:
-        a, b = plain_ids(tokenizer, s1)[:side], plain_ids(tokenizer, s2)[:side]
+        a, b = plain_ids(tokenizer, s1), plain_ids(tokenizer, s2)
+        truncated.append(max(len(a), len(b)) > side)
+        a, b = a[:side], b[:side]
         joined_ids.append([cls, *a, sep, *b, sep])
         segments.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
-    return EncodedPairs(labels, pair=joined_ids, segments=segments)
+    return EncodedPairs(labels, pair=joined_ids, segments=segments, truncated=truncated)
 
 
 def pair_batches(data: EncodedPairs, batch_size: int, pad_id: int, shuffle: bool = False,
@@ -119,13 +119,11 @@ def sides_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, An
 def score_pairs(model: torch.nn.Module, data: EncodedPairs, batch_size: int, pad_id: int,
                 device: torch.device) -> tuple[float, torch.Tensor]:
     """Mean loss and the scores (N,) of `model` over encoded pairs, in eval mode."""
-    with evaluating(model):
-        total, scores = 0.0, torch.zeros(len(data.labels))
-        for batch in pair_batches(data, batch_size, pad_id, bucket=len(data.labels)):
-            with autocast(device):
-                loss, s = model(sides_to_device(batch, device))
-            total += loss.item() * len(batch["rows"])
-            scores[batch["rows"]] = s.float().cpu()
+    total, scores = 0.0, torch.zeros(len(data.labels))
+    batches = pair_batches(data, batch_size, pad_id, bucket=len(data.labels))
+    for batch, loss, s in forward_batches(model, batches, device, move=sides_to_device):
+        total += loss.item() * len(batch["rows"])
+        scores[batch["rows"]] = s.float().cpu()
     return total / len(data.labels), scores
 
 
@@ -176,19 +174,6 @@ def matcher_config(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEncod
     return model_cfg
 
 
-def prepare_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, train: Sequence[Pair]) -> Tokenizer:
-    """The run's own tokenizer on resume, the pretrained encoder's with --init-from, a saved one (--tokenizer DIR),
-    else one trained on the training sentences (with [CLS]/[SEP] for the cross-encoder)."""
-    if resume and (run_dir / "tokenizer").is_dir():
-        return load_tokenizer(run_dir / "tokenizer")
-    if cfg.init_from is not None:
-        return load_tokenizer(pretrained_folder(cfg.init_from))
-    if Path(cfg.tokenizer).exists():
-        return load_tokenizer(cfg.tokenizer)
-    options = {"special_tokens": (PAD, UNK, CLS, SEP)} if cfg.model == "cross" and cfg.tokenizer != "wordpiece" else {}
-    return build_tokenizer(cfg.tokenizer, **options).train(pair_texts(train), vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
-
-
 class MatchTask(Task):
     """Sentence pairs -> match or not; selects the epoch by `cfg.metric` (accuracy, f1 or spearman) on dev."""
 
@@ -196,7 +181,9 @@ class MatchTask(Task):
         super().__init__(cfg, run_dir, resume, device)
         self.metric = cfg.metric
         self.data = load_pairs(cfg.data, cfg.dev)
-        self.tokenizer = prepare_tokenizer(cfg, run_dir, resume, self.data.train)
+        cross_specials = cfg.model == "cross" and cfg.tokenizer != "wordpiece"
+        self.tokenizer = task_tokenizer(cfg, run_dir, resume, pair_texts(self.data.train),
+                                        (PAD, UNK, CLS, SEP) if cross_specials else None)
         torch.manual_seed(cfg.seed)
         pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
         self.model_cfg = matcher_config(cfg, self.tokenizer, pretrained)
@@ -250,101 +237,3 @@ class MatchTask(Task):
         dev = self.evaluate("dev")
         atomic_write_text(self.run_dir / "threshold.json", json.dumps({"threshold": self.threshold}))
         return {"dev": dev, "test": self.evaluate("test")}
-
-    @classmethod
-    def cli_eval(cls, args: Any) -> None:
-        run = MatchRun.load(args.run, args.device)
-        if args.data and args.data not in PAIR_DATASETS:
-            pairs, source = read_pairs(args.data), args.data
-        else:
-            name = args.data or run.cfg.data
-            pairs, source = load_pairs(name, None if args.data else run.cfg.dev).test, f"{name} (test split)"
-        rep = run.evaluate(pairs)
-        print(f"data: {source}  pairs: {len(pairs)}  model: {run.model_cfg.model} ({run.model_cfg.loss})  "
-              f"threshold: {run.threshold:.4f}")
-        print("  ".join(f"{k} {rep[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "spearman", "loss")))
-        print(json.dumps(rep))
-
-    @classmethod
-    def cli_predict(cls, args: Any, texts: list[str]) -> None:
-        run = MatchRun.load(args.run, args.device)
-        pairs = [split_query_pair(text, n) for n, text in enumerate(texts, start=1)]
-        for (s1, s2, _), score in zip(pairs, run.scores(pairs)[1]):
-            print(f"{int(score > run.threshold)}\t{score:.4f}\t{s1}\t{s2}")
-
-
-def split_query_pair(text: str, number: int) -> Pair:
-    """`s1<TAB>s2` (the format of `nlplab predict` for matching runs) as a pair with a placeholder label 0."""
-    cells = text.split("\t")
-    if len(cells) != 2 or not all(c.strip() for c in cells):
-        raise DataError(f"input {number}: a matching run predicts on `sentence1<TAB>sentence2`, found {len(cells)} "
-                        f"non-empty column(s) in {text!r}; in a shell write $'first\\tsecond'")
-    return cells[0].strip(), cells[1].strip(), 0
-
-
-@dataclass
-class MatchRun:
-    """A trained matcher loaded back for use: config, tokenizer, model (in eval mode) and score threshold."""
-
-    run_dir: Path
-    cfg: TrainConfig
-    tokenizer: Tokenizer
-    model_cfg: MatcherConfig
-    model: torch.nn.Module
-    threshold: float
-    device: torch.device
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> MatchRun:
-        run_dir = Path(run_dir)
-        cfg = run_config(run_dir, "match")
-        model_cfg = MatcherConfig(**run_json(run_dir, "model.json"))
-        threshold = run_json(run_dir, "threshold.json")["threshold"]
-        dev = resolve_device(device)
-        model = run_model(run_dir, build_matcher(model_cfg), dev)
-        return cls(run_dir, cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg, model, threshold, dev)
-
-    def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
-        return encode_pairs(self.tokenizer, pairs, self.cfg.window_size, self.model_cfg.model == "cross")
-
-    def scores(self, pairs: Sequence[Pair]) -> tuple[float, torch.Tensor]:
-        """Mean loss against the labels and similarity scores (N,) of (s1, s2, label) pairs."""
-        return score_pairs(self.model, self.encode(pairs), 256, self.tokenizer.pad_id, self.device)
-
-    def evaluate(self, pairs: Sequence[Pair]) -> dict[str, float]:
-        loss, scores = self.scores(pairs)
-        return {"loss": loss, **pair_report(scores, [label for _, _, label in pairs], self.threshold)}
-
-    @torch.no_grad()
-    def embeddings(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """Unit-length sentence vectors (N, D) of a bi-encoder run."""
-        if not isinstance(self.model, BiEncoder):
-            raise RunError(f"{self.run_dir}: retrieval needs a bi-encoder ({', '.join(BI_ENCODERS)}), "
-                           f"this run's model, {self.model_cfg.model}, only scores pairs")
-        ids = [self.tokenizer.encode(t)[: self.cfg.window_size] for t in texts]
-        vectors = []
-        for rows in batch_rows([len(s) for s in ids], batch_size):
-            side = to_device(padded_batch([ids[r] for r in rows], self.tokenizer.pad_id), self.device)
-            with autocast(self.device):
-                vectors.append(self.model.embed(side).float().cpu())
-        return unit(torch.cat(vectors))
-
-    def corpus_embeddings(self, corpus: str | Path) -> tuple[list[str], torch.Tensor]:
-        """The non-blank lines of `corpus` and their embeddings, cached in retrieval/<sha256 of the file>.safetensors
-        under the run (computed once per corpus content, written atomically)."""
-        corpus = Path(corpus)
-        lines = [line.strip() for line in read_lines(corpus) if line.strip()]
-        cache = self.run_dir / "retrieval" / f"{hashlib.sha256(corpus.read_bytes()).hexdigest()}.safetensors"
-        if cache.is_file():
-            return lines, load_file(cache)["embeddings"]
-        vectors = self.embeddings(lines)
-        atomic_write(cache, lambda tmp: save_file({"embeddings": vectors.contiguous()}, tmp))
-        return lines, vectors
-
-    def search(self, queries: Sequence[str], corpus: str | Path, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """For each query, the `top_k` corpus lines by cosine similarity, best first: [(line, cosine), ...]."""
-        lines, vectors = self.corpus_embeddings(corpus)
-        similarity = self.embeddings(queries) @ vectors.T  # (Q, N)
-        best = similarity.topk(min(top_k, len(lines)), dim=-1)
-        return [[(lines[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
-                for row_s, row_i in zip(best.values, best.indices)]

