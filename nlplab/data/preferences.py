@@ -87,7 +87,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as e:
             raise DataError(f"not valid JSON ({e.msg}); each line must be one JSON object", path, number) from None
         if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, found {type(obj).__name__}; each line must be one {{...}}", path, number)
+            raise DataError(f"expected a JSON object, found {type(obj).__name__}; each line must be one {{...}}",
+                            path, number)
         objects.append((number, obj))
     return objects
 
@@ -224,7 +225,8 @@ def load_preferences(name_or_path: str, dev_path: str | None = None, max_chars: 
         return PreferenceDataset(path.name, pairs, dev, dev, skipped + dev_skipped,
                                  [f"dev split {dev_path}, also used as test"])
     train, dev, test = shuffled_split(pairs, (0.8, 0.1, 0.1))
-    return PreferenceDataset(path.name, train, dev, test, skipped, [f"{path.name} cut 80/10/10 into train/dev/test (seed 0)"])
+    note = f"{path.name} cut 80/10/10 into train/dev/test (seed 0)"
+    return PreferenceDataset(path.name, train, dev, test, skipped, [note])
 
 
 def encode_row(prompt_ids: Sequence[int], response_ids: Sequence[int], bos: int | None = None, eos: int | None = None,

@@ -105,7 +105,8 @@ def lm_loss(model: nn.Module, ids: Tensor, targets: Tensor, aux_weight: float = 
 
 
 
-def response_logprobs(model: nn.Module, ids: Tensor, response_mask: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+def response_logprobs(model: nn.Module, ids: Tensor, response_mask: Tensor,
+                      temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """Per-token log-probabilities of the responses in `ids` under a causal LM, and the logits they come from.
 
     ids (B, T) hold prompt and response, right-padded; response_mask (B, T) is True at the response's tokens.

@@ -1,6 +1,6 @@
 """What a policy's logits say about the tokens it produced: per-token log-probabilities and the entropy.
 
-    log π(y_t | x, y_<t) = log softmax(z_t / τ)[y_t]            z_t (…, V) the logits that predict y_t, τ the temperature
+    log π(y_t | x, y_<t) = log softmax(z_t / τ)[y_t]       z_t (…, V) the logits that predict y_t, τ the temperature
     H(π(· | x, y_<t))    = −Σ_v p_v log p_v = logsumexp(z_t) − Σ_v p_v z_{t,v}      p = softmax(z_t)
 
 For a causal LM over ids (B, T), the logits at position t predict the token at t + 1, so the log-probabilities of

@@ -70,23 +70,27 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
     return advantages, (advantages + values).where(mask, 0)
 
 
-def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, clip: float = 0.2) -> tuple[Tensor, Tensor]:
+def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
+                clip: float = 0.2) -> tuple[Tensor, Tensor]:
     """(L_clip, the share of tokens whose clipped term is the larger one); logp carries the gradient, old_logp
     and advantages come from the rollout."""
     mask = mask.bool()
     ratio = (logp - old_logp).where(mask, 0).exp()
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
-    return masked_mean(torch.max(unclipped, clipped), mask), masked_mean((clipped > unclipped).to(clipped.dtype), mask)
+    clip_fraction = masked_mean((clipped > unclipped).to(clipped.dtype), mask)
+    return masked_mean(torch.max(unclipped, clipped), mask), clip_fraction
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None = 0.2) -> tuple[Tensor, Tensor]:
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+               clip: float | None = 0.2) -> tuple[Tensor, Tensor]:
     """(L_V, the share of tokens where the clipped error is the larger one); clip None: ½ mean((V − R)²)."""
     unclipped = (values - returns) ** 2
     if clip is None:
         return 0.5 * masked_mean(unclipped, mask), unclipped.new_zeros(())
     clipped = (old_values + (values - old_values).clamp(-clip, clip) - returns) ** 2
-    return 0.5 * masked_mean(torch.max(unclipped, clipped), mask), masked_mean((clipped > unclipped).to(clipped.dtype), mask)
+    clip_fraction = masked_mean((clipped > unclipped).to(clipped.dtype), mask)
+    return 0.5 * masked_mean(torch.max(unclipped, clipped), mask), clip_fraction
 
 
 def ptx_loss(logits: Tensor, targets: Tensor, coef: float) -> Tensor:

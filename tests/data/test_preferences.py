@@ -87,7 +87,8 @@ def test_a_file_of_equal_answers_or_nothing_is_an_error(tmp_path):
 
 
 def test_load_preferences_from_files(tmp_path):
-    rows = [{"prompt": "p", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(20)] + [{"prompt": "p", "chosen": "x", "rejected": "x"}]
+    rows = [{"prompt": "p", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(20)]
+    rows.append({"prompt": "p", "chosen": "x", "rejected": "x"})
     data = load_preferences(str(write_jsonl(tmp_path / "pref.jsonl", rows)))
     assert (len(data.train), len(data.dev), len(data.test), data.skipped) == (16, 2, 2, 1)
     dev = write_jsonl(tmp_path / "dev.jsonl", rows[:3] + rows[-1:])

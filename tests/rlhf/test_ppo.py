@@ -159,7 +159,8 @@ def test_gae_equals_trl_and_whitening_too(rollout, same):
     assert (ours_adv[~m] == 0).all() and (ours_ret[~m] == 0).all()
     same(lambda v: gae(rewards, v, m, GAMMA, LAM)[1][m], lambda v: trl_advantages(v, rewards, m.double(), GAMMA, LAM)[1][m],
          r["values"])
-    whitened = (adv - trl_masked_mean(adv, m)) * torch.rsqrt(((adv - trl_masked_mean(adv, m)) ** 2 * m).sum() / (m.sum() - 1) + 1e-8)
+    centered = adv - trl_masked_mean(adv, m)
+    whitened = centered * torch.rsqrt((centered**2 * m).sum() / (m.sum() - 1) + 1e-8)
     assert_close(masked_whiten(ours_adv, m)[m], whitened[m], **TOL)
 
 
