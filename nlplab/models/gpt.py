@@ -103,6 +103,13 @@ class GPT(nn.Module):
         """ids (B, T) -> (logits (B, T, vocab_size), cache). With the cache of earlier calls, ids are the next T
         tokens (positions continue after the cached ones) and the logits equal those of the full forward.
         Sets `self.aux_loss` () to the blocks' summed MoE balance loss (0 without experts)."""
+        x, new_cache = self.features(ids, cache)
+        logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
+        return logits, new_cache
+
+    def features(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
+        """The body without the output layer: ids (B, T) -> (LN_f(h^L) (B, T, n_embd), cache), what heads other
+        than the tied unembedding (a reward or value head) read."""
         past = 0 if cache is None else cache[0][0][0].shape[2]
         check_positions(past + ids.shape[1], self.cfg.block_size)
         x = self.tokens(ids) + self.positions(torch.arange(past, past + ids.shape[1], device=ids.device))
@@ -113,9 +120,7 @@ class GPT(nn.Module):
             new_cache.append(layer_cache)
             aux.append(block.aux_loss)
         self.aux_loss = torch.stack(aux).sum()
-        x = self.final_norm(x)
-        logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
-        return logits, new_cache
+        return self.final_norm(x), new_cache
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> GPT:

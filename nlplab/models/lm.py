@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,6 +23,7 @@ from nlplab.errors import ConfigError
 from nlplab.models.gpt import GPT, GPTConfig
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from nlplab.nn.rnn import GRU, LSTM, RNN
+from nlplab.rlhf.logprobs import token_logprobs
 
 NEURAL_LMS = ("rnn", "lstm", "gru", "cnn", "gpt")
 
@@ -101,3 +103,16 @@ def lm_loss(model: nn.Module, ids: Tensor, targets: Tensor, aux_weight: float = 
     aux = getattr(model, "aux_loss", None)
     return loss, loss + aux_weight * aux if isinstance(aux, Tensor) and aux.requires_grad else loss
 
+
+
+def response_logprobs(model: nn.Module, ids: Tensor, response_mask: Tensor,
+                      temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Per-token log-probabilities of the responses in `ids` under a causal LM, and the logits they come from.
+
+    ids (B, T) hold prompt and response, right-padded; response_mask (B, T) is True at the response's tokens.
+    Returns (logp (B, T − 1), logits (B, T − 1, V)): logp[:, t] = log π(ids[:, t + 1] | ids[:, :t + 1]) (logits
+    divided by `temperature`) where response_mask[:, t + 1], else 0. logp.sum(1) is log π(y | x); PPO's ratio and
+    KL penalty and DPO are made of these. Logits in half precision are scored in float32."""
+    logits, _ = model(ids[:, :-1])
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return token_logprobs(logits, ids[:, 1:], temperature).where(response_mask[:, 1:].bool(), 0), logits
