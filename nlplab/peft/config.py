@@ -1,7 +1,7 @@
 """What to adapt and how: one small config per parameter-efficient method, checked when built.
 
 Every config names `modules_to_save`: modules trained in full beside the method (the task head, e.g. "head"),
-found by name as LoRA targets are. `build_config(method, **options)` makes one from the method's name.
+found by name as LoRA targets are. `build_config(method, lora_r=…, …)` makes one from a recipe's options.
 """
 
 from __future__ import annotations
@@ -119,13 +119,24 @@ CONFIGS: dict[str, type[PeftConfig]] = {c.method: c for c in (LoraConfig, QLoraC
 METHODS = tuple(CONFIGS)
 
 
+RECIPE_OPTIONS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lora_targets": "target_modules",
+                  "adapter_size": "size", "num_virtual_tokens": "num_virtual_tokens", "prefix_projection": "projection",
+                  "modules_to_save": "modules_to_save"}
+"""Recipe option (as the CLI flag --lora-r …) -> the config field it sets."""
+
+
 def build_config(method: str, **options: Any) -> PeftConfig:
-    """The config of `method` (one of METHODS) with `options`; options the method does not take are an error."""
+    """The config of `method` (one of METHODS) from recipe options named as RECIPE_OPTIONS' keys; lora_targets may
+    be "q,v". An option the method does not use, or None, leaves the method's default; an unknown name is an error."""
     if method not in CONFIGS:
         raise ConfigError(f"unknown PEFT method {method!r}; choose one of {', '.join(METHODS)}")
-    cls = CONFIGS[method]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - set(RECIPE_OPTIONS))
     if unknown:
-        raise ConfigError(f"{method} does not take {', '.join(unknown)}; its options are {', '.join(sorted(known))}")
-    return cls(**options)
+        raise ConfigError(f"unknown PEFT option {', '.join(unknown)}; the options are {', '.join(RECIPE_OPTIONS)}")
+    cls = CONFIGS[method]
+    used = {f.name for f in fields(cls)}
+    values = {RECIPE_OPTIONS[k]: v for k, v in options.items() if v is not None and RECIPE_OPTIONS[k] in used}
+    for name in ("target_modules", "modules_to_save"):
+        if isinstance(values.get(name), str):
+            values[name] = tuple(t.strip() for t in values[name].split(",") if t.strip())
+    return cls(**values)

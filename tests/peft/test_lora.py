@@ -107,8 +107,10 @@ def test_bad_options_fail_with_the_fix(tiny_classifier):
         get_peft_model(tiny_classifier(), LoraConfig(modules_to_save=("classifier",)))
     with pytest.raises(ConfigError, match="unknown PEFT method"):
         build_config("ia3")
-    with pytest.raises(ConfigError, match="lora does not take num_virtual_tokens"):
-        build_config("lora", num_virtual_tokens=4)
-    assert build_config("lora", r=2).r == 2
+    with pytest.raises(ConfigError, match="unknown PEFT option rank"):
+        build_config("lora", rank=4)
+    cfg = build_config("lora", lora_r=2, lora_targets="q, v,out", num_virtual_tokens=4, adapter_size=None)
+    assert (cfg.r, cfg.alpha, cfg.target_modules) == (2, 16.0, ("q", "v", "out"))
+    assert build_config("prefix", lora_r=2, num_virtual_tokens=4, prefix_projection=8).projection == 8
     with pytest.raises(ConfigError, match="only LoRA folds"):
         get_peft_model(tiny_classifier(), PromptTuningConfig(num_virtual_tokens=2)).merge()
