@@ -20,6 +20,7 @@ from nlplab.data.batching import padded_batch
 from nlplab.errors import ConfigError
 from nlplab.io import read_json_object
 from nlplab.models.hf import HFCheckpoint
+from nlplab.models.virtual_tokens import extend_mask, prefix_cache, prepend_prompt
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
 from nlplab.nn.pooling import masked_mean_pool
 from nlplab.nn.positions import LearnedPositions, check_positions
@@ -63,7 +64,8 @@ HF_LAYER_NAMES = {"attn.q": "attention.self.query", "attn.out": "attention.outpu
 
 
 class BertEncoder(nn.Module):
-    """ids (B, T) -> hidden states (B, T, hidden_size); see the module docstring for the formulas."""
+    """ids (B, T) -> hidden states (B, T, hidden_size); see the module docstring for the formulas. `prompt` and
+    `prefix` hold virtual tokens when set (prompt or prefix tuning, see `nlplab.models.virtual_tokens`)."""
 
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
@@ -78,17 +80,26 @@ class BertEncoder(nn.Module):
                              eps=cfg.layer_norm_eps, impl=impl)
             for _ in range(cfg.num_layers))
         self.pooler = Linear(cfg.hidden_size, cfg.hidden_size, impl=impl)
+        self.prompt: nn.Module | None = None
+        self.prefix: nn.Module | None = None
 
     def forward(self, ids: Tensor, mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
         """ids (B, T), mask (B, T) True at real tokens (None: all real), token_type_ids (B, T) (None: all 0)
         -> last hidden states (B, T, hidden_size)."""
-        check_positions(ids.shape[1], self.cfg.max_position_embeddings)
         segments = torch.zeros_like(ids) if token_type_ids is None else token_type_ids
-        x = self.tokens(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device)) + self.segments(segments)
+        x = prepend_prompt(self.prompt, self.tokens(ids))
+        prompted = x.shape[1] - ids.shape[1]
+        cache = prefix_cache(self.prefix, ids.shape[0])
+        start = 0 if cache is None else cache[0][0][0].shape[2]
+        check_positions(start + x.shape[1], self.cfg.max_position_embeddings)
+        if prompted:
+            segments = torch.cat([segments.new_zeros(ids.shape[0], prompted), segments], 1)
+        x = x + self.positions(torch.arange(start, start + x.shape[1], device=ids.device)) + self.segments(segments)
         x = self.drop(self.embed_norm(x))
-        for block in self.blocks:
-            x, _ = block(x, key_padding_mask=mask)
-        return x
+        mask = extend_mask(mask, start + prompted)
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x, key_padding_mask=mask, cache=None if cache is None else cache[i])
+        return x[:, prompted:]
 
     def pool(self, hidden: Tensor) -> Tensor:
         """BERT's pooler: tanh(W_p h[CLS] + b_p); hidden (B, T, H) -> (B, H)."""

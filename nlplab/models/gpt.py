@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.models.hf import HFCheckpoint
+from nlplab.models.virtual_tokens import prefix_cache, prepend_prompt
 from nlplab.nn import init
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, check_impl
 from nlplab.nn.positions import LearnedPositions, check_positions
@@ -68,8 +69,13 @@ class GPTConfig:
                    impl=impl)
 
 
+HF_LAYER_NAMES = {"attn.out": "attn.c_proj", "ffn.fc1": "mlp.c_fc", "ffn.fc2": "mlp.c_proj"}
+"""Linear of an nlplab block -> its Hugging Face GPT2Block Conv1D (q and kv join in attn.c_attn)."""
+
+
 class GPT(nn.Module):
-    """ids (B, T) -> next-token logits (B, T, vocab_size); see the module docstring for the formulas."""
+    """ids (B, T) -> next-token logits (B, T, vocab_size); see the module docstring for the formulas. `prompt` and
+    `prefix` hold virtual tokens when set (prompt or prefix tuning, see `nlplab.models.virtual_tokens`)."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -84,6 +90,8 @@ class GPT(nn.Module):
             for _ in range(cfg.n_layer))
         self.final_norm = LayerNorm(cfg.n_embd, cfg.layer_norm_eps, impl)
         self.aux_loss = torch.zeros(())
+        self.prompt: nn.Module | None = None
+        self.prefix: nn.Module | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -102,25 +110,30 @@ class GPT(nn.Module):
     def forward(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
         """ids (B, T) -> (logits (B, T, vocab_size), cache). With the cache of earlier calls, ids are the next T
         tokens (positions continue after the cached ones) and the logits equal those of the full forward.
+        Virtual tokens enter at the first call (no cache) and stay in the returned cache.
         Sets `self.aux_loss` () to the blocks' summed MoE balance loss (0 without experts)."""
         x, new_cache = self.features(ids, cache)
         logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
         return logits, new_cache
 
     def features(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
-        """The body without the output layer: ids (B, T) -> (LN_f(h^L) (B, T, n_embd), cache), what heads other
-        than the tied unembedding (a reward or value head) read."""
+        """The body without the output layer: ids (B, T) -> (LN_f(h^L) (B, T, n_embd) at the real tokens, cache),
+        what heads other than the tied unembedding (a reward or value head) read."""
+        x = self.tokens(ids)
+        if cache is None:
+            x = prepend_prompt(self.prompt, x)
+            cache = prefix_cache(self.prefix, ids.shape[0])
+        prompted = x.shape[1] - ids.shape[1]
         past = 0 if cache is None else cache[0][0][0].shape[2]
-        check_positions(past + ids.shape[1], self.cfg.block_size)
-        x = self.tokens(ids) + self.positions(torch.arange(past, past + ids.shape[1], device=ids.device))
-        x = self.drop(x)
+        check_positions(past + x.shape[1], self.cfg.block_size)
+        x = self.drop(x + self.positions(torch.arange(past, past + x.shape[1], device=ids.device)))
         new_cache, aux = [], []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, causal=True, cache=None if cache is None else cache[i])
             new_cache.append(layer_cache)
             aux.append(block.aux_loss)
         self.aux_loss = torch.stack(aux).sum()
-        return self.final_norm(x), new_cache
+        return self.final_norm(x[:, prompted:]), new_cache
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> GPT:
@@ -136,7 +149,7 @@ class GPT(nn.Module):
             qkv_weight, qkv_bias = ckpt[theirs + "attn.c_attn.weight"].T, ckpt[theirs + "attn.c_attn.bias"]
             state |= {ours + "attn.q.weight": qkv_weight[:d], ours + "attn.kv.weight": qkv_weight[d:],
                       ours + "attn.q.bias": qkv_bias[:d], ours + "attn.kv.bias": qkv_bias[d:]}
-            for mine, hf in (("attn.out", "attn.c_proj"), ("ffn.fc1", "mlp.c_fc"), ("ffn.fc2", "mlp.c_proj")):
+            for mine, hf in HF_LAYER_NAMES.items():
                 state[f"{ours}{mine}.weight"] = ckpt[f"{theirs}{hf}.weight"].T
                 state[f"{ours}{mine}.bias"] = ckpt[f"{theirs}{hf}.bias"]
             for mine, hf in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
