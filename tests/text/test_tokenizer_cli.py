@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from tokenizers import Tokenizer as HFTokenizer
@@ -40,7 +41,13 @@ def test_train_then_encode(corpus, tmp_path, capsys, algo, vocab_size):
 
 def test_limit_alphabet_lets_chinese_bpe_fit_a_small_vocab(corpus, tmp_path, capsys):
     args = ["tokenizer", "train", "--algo", "bpe", "--vocab-size", "400", "--input", str(corpus), "--out", str(tmp_path / "t")]
-    assert main(args) == 2 and "smaller than the base alphabet" in capsys.readouterr().err
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "smaller than the base alphabet" in err and "--limit-alphabet N" in err
+    minimum = int(re.search(r"use --vocab-size (\d+) or more", err).group(1))
+    assert main([*args[:5], str(minimum - 1), *args[6:]]) == 2
+    assert main([*args[:5], str(minimum), *args[6:], "--no-progress"]) == 0  # the suggested size is the real minimum
+    capsys.readouterr()
     assert main([*args, "--limit-alphabet", "100"]) == 0
     tok = load_tokenizer(tmp_path / "t")
     assert tok.vocab_size == 400 and tok.limit_alphabet == 100
