@@ -45,7 +45,7 @@ class Chat:
                 break
             history.pop(0)
         if len(ids) >= self.max_length:
-            raise ConfigError(f"the query alone takes {len(ids)} tokens, more than max_length {self.max_length} leaves "
+            raise ConfigError(f"the query alone takes {len(ids)} tokens, more than --max-length {self.max_length} leaves "
                               "room for; shorten it or raise max_length")
         return ids
 

@@ -88,7 +88,7 @@ def build_lm(cfg: LMConfig) -> nn.Module:
         return GatedCNNLM(cfg)
     if cfg.model == "gpt":
         if cfg.hidden_size % cfg.heads:
-            raise ConfigError(f"hidden_size {cfg.hidden_size} must be divisible by heads {cfg.heads}")
+            raise ConfigError(f"hidden_size {cfg.hidden_size} (--hidden-size) must be divisible by heads {cfg.heads} (--heads)")
         return GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.layers, n_head=cfg.heads,
                              n_embd=cfg.hidden_size, dropout=cfg.dropout, impl=cfg.impl, moe_experts=cfg.moe_experts,
                              moe_top_k=cfg.moe_top_k))

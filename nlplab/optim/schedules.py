@@ -61,7 +61,7 @@ def warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
     The Hugging Face convention: the multiplier climbs 0, 1/w, ..., (w-1)/w, then the schedule starts at its step 0.
     """
     if warmup_steps < 0:
-        raise ConfigError(f"warmup_steps must be >= 0; got {warmup_steps}")
+        raise ConfigError(f"warmup_steps (--warmup-steps) must be >= 0; got {warmup_steps}")
     return lambda step: step / warmup_steps if step < warmup_steps else schedule(step - warmup_steps)
 
 

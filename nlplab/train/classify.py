@@ -71,7 +71,7 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
                               f"{cfg.init_from}; use --window-size {shape['max_position_embeddings']} or less")
     else:
         if cfg.hidden_size % cfg.heads:
-            raise ConfigError(f"hidden_size {cfg.hidden_size} must be divisible by heads {cfg.heads}")
+            raise ConfigError(f"hidden_size {cfg.hidden_size} (--hidden-size) must be divisible by heads {cfg.heads} (--heads)")
         shape = asdict(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
                                   num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.window_size,
                                   dropout=cfg.dropout, pad_token_id=tokenizer.vocab.get(PAD)))

@@ -111,7 +111,7 @@ class LMTask(Task):
         self.streams = {name: encode_stream(self.tokenizer, self.corpus.split(name)) for name in ("train", "dev", "test")}
         self.train_windows = [w for w in windows(self.streams["train"], cfg.window_size) if len(w) == cfg.window_size + 1]
         if not self.train_windows:
-            raise ConfigError(f"the training split has fewer than window_size + 1 = {cfg.window_size + 1} tokens; "
+            raise ConfigError(f"the training split has fewer than --window-size + 1 = {cfg.window_size + 1} tokens; "
                               "use a smaller --window-size")
         torch.manual_seed(cfg.seed)
         self.shape = LMConfig(model=cfg.model, vocab_size=self.tokenizer.vocab_size, block_size=cfg.window_size,
