@@ -10,7 +10,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
-#include <string.h>
 
 #define EMPTY UINT64_MAX /* no id reaches 2^31, so no pair key is all ones */
 #define STACK_SYMBOLS 128

@@ -211,7 +211,7 @@ class Merger:
         for word in words:
             ids = self.cache.get(word)
             if ids is None:
-                ids = tuple(self.merge([self.byte_ids[b] for b in word.encode("utf-8")]))
+                ids = tuple(self.merge(list(map(self.byte_ids.__getitem__, word.encode("utf-8")))))
                 if self.cache_size > 0:
                     if len(self.cache) >= self.cache_size:
                         self.cache.clear()
