@@ -230,6 +230,7 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
 
     held_out = split_corpus(corpus_lines())[1]
     size = megabytes(held_out)
+    load = os.getloadavg()[0]
     results = {}
     for name in CONFIGS:
         if not (work / f"nlplab-{name}").is_dir():
@@ -264,7 +265,7 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
         results[name] = row
         print(f"encode {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), mismatches, flush=True)
     return {"held_out_mb": size, "held_out_lines": len(held_out), "rounds": rounds, "compiled_merge_loop": pairmerge.COMPILED,
-            "mb_per_second": results}
+            "load_average": max(load, os.getloadavg()[0]), "mb_per_second": results}
 
 
 def part_wordpiece() -> dict[str, Any]:
@@ -313,7 +314,7 @@ def markdown(result: dict[str, Any]) -> str:
         e = parts["encode"]
         loop = "compiled merge loop" if e.get("compiled_merge_loop") else "Python merge loop (the extension was not built)"
         lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s (median of {e['rounds']} rounds; cold = empty word cache;"
-                  f" nlplab with its {loop}, and forced to Python):", "",
+                  f" nlplab with its {loop}, and forced to Python; load average {e.get('load_average', float('nan')):.1f} on the shared cores):", "",
                   "| tokenizer | nlplab cold | nlplab warm | nlplab Python cold | tokenizers cold | tokenizers warm | tiktoken "
                   "| nlplab cold / tokenizers cold | nlplab cold / tiktoken | same ids |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
