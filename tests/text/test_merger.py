@@ -15,12 +15,18 @@ from nlplab.text import BPETokenizer, ByteBPETokenizer, pairmerge
 from nlplab.text.bytebpe import ENDOFTEXT
 from nlplab.text.pairmerge import CompiledMerger, Merger, apply_merges
 
-NEEDS_COMPILED = pytest.mark.skipif(
-    CompiledMerger is None and shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None,
-    reason="no C compiler here, so the compiled merge loop was not built",
-)
 UNICODE = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40) | st.text(f"今天🎉é\x00\n\t ab'sĠ{ENDOFTEXT}", max_size=60)
 EXTRA = ["", " ", f"{ENDOFTEXT}", f"a{ENDOFTEXT}{ENDOFTEXT}b <|endoftext", "今天天气很好，我们去公园。" * 20, "x" * 3000, "naïve café 🎉👩‍👩‍👧"]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The compiled Merger; skipped where no C compiler could build it, an error where one could but it is missing."""
+    if CompiledMerger is None:
+        if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
+            pytest.skip("no C compiler here, so the compiled merge loop was not built")
+        pytest.fail("the compiled merge loop is not built although a C compiler is here: run `pip install -e .` again")
+    return CompiledMerger
 
 
 def rescan(ids: list[int], ranks: dict, merged: list[int]) -> list[int]:
@@ -52,39 +58,36 @@ def test_heap_merge_loop_equals_the_rescan_definition(table, ids):
     assert apply_merges(ids, ranks, merged) == rescan(ids, ranks, merged)
 
 
-@NEEDS_COMPILED
 @settings(max_examples=300, deadline=None)
 @given(merge_tables(), words_of_ids)
-def test_compiled_merge_equals_python(table, ids):
+def test_compiled_merge_equals_python(compiled, table, ids):
     ranks, merged = table
-    assert CompiledMerger(ranks, merged).merge(ids) == Merger(ranks, merged).merge(ids)
+    assert compiled(ranks, merged).merge(ids) == Merger(ranks, merged).merge(ids)
 
 
-@NEEDS_COMPILED
 @settings(max_examples=150, deadline=None)
 @given(merge_tables(), st.lists(UNICODE, max_size=12), st.integers(0, 3))
-def test_compiled_encode_words_equals_python_whatever_the_cache_size(table, words, cache_size):
+def test_compiled_encode_words_equals_python_whatever_the_cache_size(compiled, table, words, cache_size):
     ranks, merged = table
     byte_ids = [b % 8 for b in range(256)]
-    fast, slow = CompiledMerger(ranks, merged, byte_ids, cache_size), Merger(ranks, merged, byte_ids, cache_size)
+    fast, slow = compiled(ranks, merged, byte_ids, cache_size), Merger(ranks, merged, byte_ids, cache_size)
     for _ in range(2):  # the second pass goes through the cache
         assert fast.encode_words(words) == slow.encode_words(words)
 
 
-@NEEDS_COMPILED
-def test_merger_bad_arguments():
+def test_merger_bad_arguments(compiled):
     with pytest.raises(ValueError, match="byte_ids"):
-        CompiledMerger({}, []).encode_words(["a"])
+        compiled({}, []).encode_words(["a"])
     with pytest.raises(ValueError, match="byte_ids"):
         Merger({}, []).encode_words(["a"])
     with pytest.raises(ValueError, match="256"):
-        CompiledMerger({}, [], [0] * 255)
+        compiled({}, [], [0] * 255)
     with pytest.raises(ValueError, match="rank 1 has no merged id"):
-        CompiledMerger({(0, 1): 1}, [5])
+        compiled({(0, 1): 1}, [5])
     with pytest.raises(ValueError, match="out of range"):
-        CompiledMerger({(0, -1): 0}, [5])
+        compiled({(0, -1): 0}, [5])
     with pytest.raises(UnicodeEncodeError):
-        CompiledMerger({}, [], list(range(256))).encode_words(["\ud800"])
+        compiled({}, [], list(range(256))).encode_words(["\ud800"])
 
 
 def real_texts(name: str, n: int) -> list[str]:
@@ -114,9 +117,8 @@ def python_twin(tok):
     return slow
 
 
-@NEEDS_COMPILED
-def test_tokenizers_use_the_compiled_loop_when_built(byte_level):
-    assert type(byte_level[0]._merger) is CompiledMerger
+def test_tokenizers_use_the_compiled_loop_unless_told_not_to(compiled, byte_level):
+    assert type(byte_level[0]._merger) is (compiled if pairmerge.COMPILED else Merger)
 
 
 def test_byte_level_compiled_and_python_encode_the_corpora_alike(byte_level, corpus):
