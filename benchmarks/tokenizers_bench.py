@@ -207,10 +207,12 @@ def part_naive() -> dict[str, Any]:
     }
 
 
-def throughput(encode, lines: list[str], size_mb: float) -> tuple[float, list[list[int]]]:
-    start = time.perf_counter()
+def throughput(encode, lines: list[str], size_mb: float) -> tuple[float, float, list[list[int]]]:
+    """MB/s of `encode` over `lines` by wall time and by this process's CPU time (less sensitive to other jobs
+    on a shared machine), and the ids."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     ids = [encode(line) for line in lines]
-    return size_mb / (time.perf_counter() - start), ids
+    return size_mb / (time.perf_counter() - wall), size_mb / (cpu_seconds() - cpu), ids
 
 
 def load_python(path: Path):
@@ -236,6 +238,7 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
         if not (work / f"nlplab-{name}").is_dir():
             in_fresh_process(train_job, "nlplab", name, str(work))
         speeds: dict[str, list[float]] = {}
+        cpu_speeds: dict[str, list[float]] = {}
         mismatches: dict[str, int] = {}
         for _ in range(rounds):
             ours = load_tokenizer(work / f"nlplab-{name}")
@@ -250,17 +253,21 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
             reference = None
             for impl, encode in impls.items():
                 for temperature in ("cold", "warm"):
-                    speed, ids = throughput(encode, held_out, size)
+                    speed, cpu_speed, ids = throughput(encode, held_out, size)
                     speeds.setdefault(f"{impl}_{temperature}", []).append(speed)
+                    cpu_speeds.setdefault(f"{impl}_{temperature}", []).append(cpu_speed)
                     reference = reference or ids
                     mismatches[impl] = sum(a != b for a, b in zip(ids, reference))
         row: dict[str, Any] = {k: statistics.median(v) for k, v in speeds.items()}
         fastest = max(v for k, v in row.items() if not k.startswith("nlplab"))
         row["nlplab_cold_over_fastest"] = row["nlplab_cold"] / fastest
         row["nlplab_warm_over_fastest"] = row["nlplab_warm"] / fastest
+        cpu = {k: statistics.median(v) for k, v in cpu_speeds.items()}
         for other in ("tokenizers", "tiktoken"):
             if f"{other}_cold" in row:
                 row[f"nlplab_cold_over_{other}"] = row["nlplab_cold"] / row[f"{other}_cold"]
+                row[f"nlplab_cold_over_{other}_cpu"] = cpu["nlplab_cold"] / cpu[f"{other}_cold"]
+        row["cpu_mb_per_second"] = cpu
         row["lines_with_different_ids"] = mismatches
         results[name] = row
         print(f"encode {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), mismatches, flush=True)
@@ -313,8 +320,9 @@ def markdown(result: dict[str, Any]) -> str:
     if "encode" in parts:
         e = parts["encode"]
         loop = "compiled merge loop" if e.get("compiled_merge_loop") else "Python merge loop (the extension was not built)"
-        lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s (median of {e['rounds']} rounds; cold = empty word cache;"
-                  f" nlplab with its {loop}, and forced to Python; load average {e.get('load_average', float('nan')):.1f} on the shared cores):", "",
+        lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s by wall time (median of {e['rounds']} rounds; cold ="
+                  f" empty word cache; nlplab with its {loop}, and forced to Python; load average {e.get('load_average', float('nan')):.1f}"
+                  " on the shared cores). The ratios are by wall time, and by CPU time in brackets (less sensitive to other jobs):", "",
                   "| tokenizer | nlplab cold | nlplab warm | nlplab Python cold | tokenizers cold | tokenizers warm | tiktoken "
                   "| nlplab cold / tokenizers cold | nlplab cold / tiktoken | same ids |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -322,11 +330,14 @@ def markdown(result: dict[str, Any]) -> str:
         def figure(row: dict[str, Any], key: str) -> str:
             return f"{row[key]:.2f}" if key in row else "—"
 
+        def ratio(row: dict[str, Any], key: str) -> str:
+            return f"{row[key]:.2f} ({row[key + '_cpu']:.2f})" if key + "_cpu" in row else figure(row, key)
+
         for name, r in e["mb_per_second"].items():
             same = "yes" if not any(r["lines_with_different_ids"].values()) else str(r["lines_with_different_ids"])
             lines.append(f"| {name} | {r['nlplab_cold']:.2f} | {r['nlplab_warm']:.2f} | {figure(r, 'nlplab_python_cold')} | {r['tokenizers_cold']:.2f} "
-                         f"| {r['tokenizers_warm']:.2f} | {figure(r, 'tiktoken_cold')} | {figure(r, 'nlplab_cold_over_tokenizers')} "
-                         f"| {figure(r, 'nlplab_cold_over_tiktoken')} | {same} |")
+                         f"| {r['tokenizers_warm']:.2f} | {figure(r, 'tiktoken_cold')} | {ratio(r, 'nlplab_cold_over_tokenizers')} "
+                         f"| {ratio(r, 'nlplab_cold_over_tiktoken')} | {same} |")
         lines.append("")
     if "wordpiece" in parts:
         w = parts["wordpiece"]
