@@ -232,7 +232,6 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
 
     held_out = split_corpus(corpus_lines())[1]
     size = megabytes(held_out)
-    load = os.getloadavg()[0]
     results = {}
     for name in CONFIGS:
         if not (work / f"nlplab-{name}").is_dir():
@@ -272,7 +271,7 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
         results[name] = row
         print(f"encode {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), mismatches, flush=True)
     return {"held_out_mb": size, "held_out_lines": len(held_out), "rounds": rounds, "compiled_merge_loop": pairmerge.COMPILED,
-            "load_average": max(load, os.getloadavg()[0]), "mb_per_second": results}
+            "mb_per_second": results}
 
 
 def part_wordpiece() -> dict[str, Any]:
@@ -321,7 +320,7 @@ def markdown(result: dict[str, Any]) -> str:
         e = parts["encode"]
         loop = "compiled merge loop" if e.get("compiled_merge_loop") else "Python merge loop (the extension was not built)"
         lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s by wall time (median of {e['rounds']} rounds; cold ="
-                  f" empty word cache; nlplab with its {loop}, and forced to Python; load average {e.get('load_average', float('nan')):.1f}"
+                  f" empty word cache; nlplab with its {loop}, and forced to Python; load average {e['machine']['load_average'][0]:.1f} at the end"
                   " on the shared cores). The ratios are by wall time, and by CPU time in brackets (less sensitive to other jobs):", "",
                   "| tokenizer | nlplab cold | nlplab warm | nlplab Python cold | tokenizers cold | tokenizers warm | tiktoken "
                   "| nlplab cold / tokenizers cold | nlplab cold / tiktoken | same ids |",
@@ -357,8 +356,8 @@ def markdown(result: dict[str, Any]) -> str:
         " Python (`pairmerge.Merger`, the readable twin it is tested equal to; `NLPLAB_PURE_PYTHON=1` forces it)."
         " Byte-level BPE hands all the words of a text to the C loop in one call, which also keeps the word cache."
         " Chinese words under GPT-2's pattern are whole runs of ideographs (14 bytes on average, about half of the"
-        " held-out words distinct), which is why the cold Python loop is slow; the `regex` pre-tokenizer (about"
-        " 20 MB/s here) now takes a large share of nlplab's cold time.",
+        " held-out words distinct), which is why the cold Python loop is slow; with the C loop, the `regex` pre-tokenizer takes about"
+        " a third of nlplab's cold time (in a profile).",
         "",
     ]
     commands = sorted({p["command"] for p in parts.values()})
