@@ -11,7 +11,8 @@ Parts (each well under 10 minutes on 2 shared cores; run them one at a time, res
   characters, 4,216 of them also word-final (`x</w>`), more than a vocabulary of 8,000 holds.
 - naive: the incremental trainer against `recount_merges` (recount every pair after every merge) on a 1 MB slice.
 - encode: single-thread throughput on the held-out text with the same merges in nlplab, `tokenizers` and
-  `tiktoken` (cold = first pass with an empty word cache, warm = second pass); the ids are compared.
+  `tiktoken` (cold = first pass with an empty word cache, warm = second pass); the ids are compared. For BPE,
+  nlplab runs twice: with its compiled merge loop (when built) and forced to the Python one.
 - wordpiece: the all-MiniLM-L6-v2 vocabulary in nlplab against transformers' BertTokenizerFast on every sentence
   of SST-2 train, ChnSentiCorp train and the CLUE sample.
 
@@ -44,7 +45,7 @@ from common import machine  # noqa: E402
 from nlplab.data.readers import read_labelled_tsv, read_lines  # noqa: E402
 from nlplab.data.registry import find_data  # noqa: E402
 from nlplab.io import atomic_write_text  # noqa: E402
-from nlplab.text import build_tokenizer, load_tokenizer  # noqa: E402
+from nlplab.text import build_tokenizer, load_tokenizer, pairmerge  # noqa: E402
 from nlplab.text.pairmerge import PairCounts, count_merges, recount_merges, symbol_minter  # noqa: E402
 
 PARTS = ("train", "naive", "encode", "wordpiece")
@@ -206,10 +207,21 @@ def part_naive() -> dict[str, Any]:
     }
 
 
-def throughput(encode, lines: list[str], size_mb: float) -> tuple[float, list[list[int]]]:
-    start = time.perf_counter()
+def throughput(encode, lines: list[str], size_mb: float) -> tuple[float, float, list[list[int]]]:
+    """MB/s of `encode` over `lines` by wall time and by this process's CPU time (less sensitive to other jobs
+    on a shared machine), and the ids."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     ids = [encode(line) for line in lines]
-    return size_mb / (time.perf_counter() - start), ids
+    return size_mb / (time.perf_counter() - wall), size_mb / (cpu_seconds() - cpu), ids
+
+
+def load_python(path: Path):
+    """The tokenizer saved at `path`, with the Python merge loop (the compiled one switched off)."""
+    compiled, pairmerge.COMPILED = pairmerge.COMPILED, False
+    try:
+        return load_tokenizer(path)
+    finally:
+        pairmerge.COMPILED = compiled
 
 
 def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
@@ -225,11 +237,14 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
         if not (work / f"nlplab-{name}").is_dir():
             in_fresh_process(train_job, "nlplab", name, str(work))
         speeds: dict[str, list[float]] = {}
+        cpu_speeds: dict[str, list[float]] = {}
         mismatches: dict[str, int] = {}
         for _ in range(rounds):
             ours = load_tokenizer(work / f"nlplab-{name}")
             hf = Tokenizer.from_file(str(work / f"nlplab-{name}" / "tokenizer.json"))
             impls = {"nlplab": ours.encode, "tokenizers": lambda s, hf=hf: hf.encode(s).ids}
+            if CONFIGS[name][0] != "wordpiece":
+                impls["nlplab_python"] = load_python(work / f"nlplab-{name}").encode
             if CONFIGS[name][0] == "bytebpe":
                 endoftext = {"<|endoftext|>": ours.vocab["<|endoftext|>"]}
                 enc = tiktoken.Encoding(name, pat_str=GPT2_PATTERN, mergeable_ranks=ours.mergeable_ranks(), special_tokens=endoftext)
@@ -237,18 +252,26 @@ def part_encode(work: Path, rounds: int = 3) -> dict[str, Any]:
             reference = None
             for impl, encode in impls.items():
                 for temperature in ("cold", "warm"):
-                    speed, ids = throughput(encode, held_out, size)
+                    speed, cpu_speed, ids = throughput(encode, held_out, size)
                     speeds.setdefault(f"{impl}_{temperature}", []).append(speed)
+                    cpu_speeds.setdefault(f"{impl}_{temperature}", []).append(cpu_speed)
                     reference = reference or ids
                     mismatches[impl] = sum(a != b for a, b in zip(ids, reference))
         row: dict[str, Any] = {k: statistics.median(v) for k, v in speeds.items()}
         fastest = max(v for k, v in row.items() if not k.startswith("nlplab"))
         row["nlplab_cold_over_fastest"] = row["nlplab_cold"] / fastest
         row["nlplab_warm_over_fastest"] = row["nlplab_warm"] / fastest
+        cpu = {k: statistics.median(v) for k, v in cpu_speeds.items()}
+        for other in ("tokenizers", "tiktoken"):
+            if f"{other}_cold" in row:
+                row[f"nlplab_cold_over_{other}"] = row["nlplab_cold"] / row[f"{other}_cold"]
+                row[f"nlplab_cold_over_{other}_cpu"] = cpu["nlplab_cold"] / cpu[f"{other}_cold"]
+        row["cpu_mb_per_second"] = cpu
         row["lines_with_different_ids"] = mismatches
         results[name] = row
         print(f"encode {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), mismatches, flush=True)
-    return {"held_out_mb": size, "held_out_lines": len(held_out), "rounds": rounds, "mb_per_second": results}
+    return {"held_out_mb": size, "held_out_lines": len(held_out), "rounds": rounds, "compiled_merge_loop": pairmerge.COMPILED,
+            "mb_per_second": results}
 
 
 def part_wordpiece() -> dict[str, Any]:
@@ -295,14 +318,25 @@ def markdown(result: dict[str, Any]) -> str:
                   f"**{n['speedup']:.0f}× faster**, identical merges: {n['identical_merges']}.", ""]
     if "encode" in parts:
         e = parts["encode"]
-        lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s (median of {e['rounds']} rounds; cold = empty word cache):", "",
-                  "| tokenizer | nlplab cold | nlplab warm | tokenizers cold | tokenizers warm | tiktoken | nlplab cold / fastest | same ids |",
-                  "|---|---|---|---|---|---|---|---|"]
+        loop = "compiled merge loop" if e.get("compiled_merge_loop") else "Python merge loop (the extension was not built)"
+        lines += [f"Encoding {e['held_out_mb']:.2f} MB of held-out text, one thread, MB/s by wall time (median of {e['rounds']} rounds; cold ="
+                  f" empty word cache; nlplab with its {loop}, and forced to Python; load average {e['machine']['load_average'][0]:.1f} at the end"
+                  " on the shared cores). The ratios are by wall time, and by CPU time in brackets (less sensitive to other jobs):", "",
+                  "| tokenizer | nlplab cold | nlplab warm | nlplab Python cold | tokenizers cold | tokenizers warm | tiktoken "
+                  "| nlplab cold / tokenizers cold | nlplab cold / tiktoken | same ids |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+
+        def figure(row: dict[str, Any], key: str) -> str:
+            return f"{row[key]:.2f}" if key in row else "—"
+
+        def ratio(row: dict[str, Any], key: str) -> str:
+            return f"{row[key]:.2f} ({row[key + '_cpu']:.2f})" if key + "_cpu" in row else figure(row, key)
+
         for name, r in e["mb_per_second"].items():
-            tk = f"{r['tiktoken_cold']:.2f}" if "tiktoken_cold" in r else "—"
             same = "yes" if not any(r["lines_with_different_ids"].values()) else str(r["lines_with_different_ids"])
-            lines.append(f"| {name} | {r['nlplab_cold']:.2f} | {r['nlplab_warm']:.2f} | {r['tokenizers_cold']:.2f} | {r['tokenizers_warm']:.2f} "
-                         f"| {tk} | {r['nlplab_cold_over_fastest']:.2f} | {same} |")
+            lines.append(f"| {name} | {r['nlplab_cold']:.2f} | {r['nlplab_warm']:.2f} | {figure(r, 'nlplab_python_cold')} | {r['tokenizers_cold']:.2f} "
+                         f"| {r['tokenizers_warm']:.2f} | {figure(r, 'tiktoken_cold')} | {ratio(r, 'nlplab_cold_over_tokenizers')} "
+                         f"| {ratio(r, 'nlplab_cold_over_tiktoken')} | {same} |")
         lines.append("")
     if "wordpiece" in parts:
         w = parts["wordpiece"]
@@ -317,10 +351,13 @@ def markdown(result: dict[str, Any]) -> str:
         " and the vocabularies by the merges that depend on them.",
         "- `tokenizers`' WordPieceTrainer merges by frequency (BPE with `##`), nlplab by the likelihood score"
         " count(ab) / (count(a)·count(b)): the vocabularies are expected to differ; the time is the comparable figure.",
-        "- Encoding is pure Python: a word-cache hit costs a dict lookup (warm columns), a miss replays the merges in Python,"
-        " about 1.4 µs per merge step. Chinese words under GPT-2's pattern are whole runs of ideographs (14 bytes on average,"
-        " about half of the held-out words distinct), so cold byte-level encoding stays at about a tenth of tiktoken's Rust"
-        " speed and a third of `tokenizers`' single-thread speed, short of the 1/3-of-tiktoken target.",
+        "- Encoding a word replays its merges with a heap of candidate pairs by rank over a linked list of symbols"
+        " (O(n log n) per word), in C (`nlplab/text/_pairmerge.c`, built at install when a compiler is there) or in"
+        " Python (`pairmerge.Merger`, the readable twin it is tested equal to; `NLPLAB_PURE_PYTHON=1` forces it)."
+        " Byte-level BPE hands all the words of a text to the C loop in one call, which also keeps the word cache."
+        " Chinese words under GPT-2's pattern are whole runs of ideographs (14 bytes on average, about half of the"
+        " held-out words distinct), which is why the cold Python loop is slow; with the C loop, the `regex` pre-tokenizer takes about"
+        " a third of nlplab's cold time (in a profile).",
         "",
     ]
     commands = sorted({p["command"] for p in parts.values()})

@@ -115,15 +115,18 @@ class Tokenizer(ABC):
         """The text of `ids`, special tokens left out."""
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`: special tokens as they are, every other pre-tokenized word through `word_ids`."""
+        """Token ids of `text`: special tokens as they are, the pre-tokenized words of every other piece through `words_ids`."""
         ids: list[int] = []
         for piece, special in self.split_special_tokens(text):
             if special:
                 ids.append(self.vocab[piece])
             else:
-                for word in self.words(piece):
-                    ids.extend(self.word_ids(word))
+                ids.extend(self.words_ids(self.words(piece)))
         return ids
+
+    def words_ids(self, words: Sequence[str]) -> list[int]:
+        """The ids of pre-tokenized words, one after the other: `word_ids` of each (a batch encoder replaces this)."""
+        return [i for word in words for i in self.word_ids(word)]
 
     def word_ids(self, word: str) -> Sequence[int]:
         """Ids of one pre-tokenized word: its own id, else [UNK]'s (nothing when there is no [UNK]).

@@ -21,7 +21,7 @@ import regex
 from nlplab.errors import TokenizerError
 from nlplab.io import progress as progress_of
 from nlplab.text.base import PAD, UNK, Tokenizer, hf_added_tokens, hf_special_tokens
-from nlplab.text.pairmerge import PairCounts, apply_merges, count_merges, symbol_minter
+from nlplab.text.pairmerge import Merger, PairCounts, count_merges, merger, symbol_minter
 from nlplab.text.pretokenize import word_pattern
 
 END_OF_WORD = "</w>"
@@ -118,16 +118,21 @@ class BPETokenizer(Tokenizer):
     # --- encoding -------------------------------------------------------------------------------------------
 
     def _index_merges(self) -> None:
-        """Ranks of the merges as id pairs, the id each one creates, and a fresh word cache."""
-        self._ranks: dict[tuple[int, int], int] = {}
-        self._merged: list[int] = []
+        """Ranks of the merges as id pairs and the id each one creates, in a `Merger` (compiled when built), and a fresh word cache."""
+        ranks: dict[tuple[int, int], int] = {}
+        merged: list[int] = []
         for rank, (a, b) in enumerate(self.merges):
             ids = [self.vocab.get(t) for t in (a, b, self.join(a, b))]
             if None in ids:
                 raise TokenizerError(f"merge {rank} ({a!r}, {b!r}) uses a token missing from the vocabulary; the tokenizer file is corrupted")
-            self._ranks.setdefault((ids[0], ids[1]), rank)
-            self._merged.append(ids[2])
+            ranks.setdefault((ids[0], ids[1]), rank)
+            merged.append(ids[2])
+        self._merger = self._new_merger(ranks, merged)
         self.word_ids = lru_cache(maxsize=WORD_CACHE)(self._encode_word)
+
+    def _new_merger(self, ranks: dict[tuple[int, int], int], merged: list[int]) -> Merger:
+        """The merge loop over the ranks (`pairmerge.merger`: compiled when built)."""
+        return merger(ranks, merged)
 
     def _initial_ids(self, word: str) -> list[int]:
         unk = self.unk_id
@@ -135,7 +140,7 @@ class BPETokenizer(Tokenizer):
         return [i for i in ids if i is not None]
 
     def _encode_word(self, word: str) -> tuple[int, ...]:
-        return tuple(apply_merges(self._initial_ids(word), self._ranks, self._merged))
+        return tuple(self._merger.merge(self._initial_ids(word)))
 
     def tokenize(self, text: str) -> list[str]:
         return [self.id_to_token[i] for i in self.encode(text)]

@@ -18,7 +18,8 @@ from typing import Any
 import regex
 
 from nlplab.errors import TokenizerError
-from nlplab.text.bpe import BPETokenizer
+from nlplab.text.bpe import WORD_CACHE, BPETokenizer
+from nlplab.text.pairmerge import Merger, merger
 from nlplab.text.pretokenize import split_isolated
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -72,6 +73,9 @@ class ByteBPETokenizer(BPETokenizer):
     def words(self, text: str) -> list[str]:
         if self.add_prefix_space and not text.startswith(" "):
             text = " " + text
+        words = self._words_re.findall(text)
+        if sum(map(len, words)) == len(text):  # no gaps (always so with GPT-2's pattern): no need to look for them
+            return words
         return split_isolated(self._words_re, text)
 
     def symbols(self, word: str) -> list[str]:
@@ -86,6 +90,13 @@ class ByteBPETokenizer(BPETokenizer):
             raise TokenizerError(f"byte-level vocabulary lacks {len(missing)} of the 256 byte symbols (e.g. {missing[0]!r}); the tokenizer file is corrupted")
         self._byte_ids = [self.vocab[BYTE_TO_CHAR[b]] for b in range(256)]
         super()._index_merges()
+
+    def _new_merger(self, ranks: dict[tuple[int, int], int], merged: list[int]) -> Merger:
+        return merger(ranks, merged, self._byte_ids, WORD_CACHE)
+
+    def words_ids(self, words: Sequence[str]) -> list[int]:
+        """The ids of the words in one call to the merger (compiled when built), through its word cache."""
+        return self._merger.encode_words(words)
 
     def _initial_ids(self, word: str) -> list[int]:
         return list(map(self._byte_ids.__getitem__, word.encode("utf-8")))

@@ -9,17 +9,28 @@ change only in the words that contain (a, b), so `PairCounts.merge` touches only
 index pair -> words) and adjusts the counts of the neighbouring pairs, instead of recounting the corpus.
 `recount_merges` is the textbook version that recounts everything after each merge: the definition the
 fast path is tested against, and the baseline of the benchmark.
+
+Encoding replays the learned merges on each word (`apply_merges`, a heap of candidate pairs by rank). `Merger`
+wraps it with the byte-level entry point and a word cache; `_pairmerge.c` is the same class in C, used when
+the package was built with a C compiler (`COMPILED`) and tested equal to this one.
 """
 
 from __future__ import annotations
 
 import heapq
 import operator
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from itertools import repeat
 
 Pair = tuple[int, int]
+
+try:
+    from nlplab.text._pairmerge import Merger as CompiledMerger
+except ImportError:  # built without a C compiler: the Python Merger below does the same, slower
+    CompiledMerger = None
+# Whether tokenizers built from now on use the compiled merge loop; NLPLAB_PURE_PYTHON=1 turns it off.
+COMPILED = CompiledMerger is not None and os.environ.get("NLPLAB_PURE_PYTHON", "") in ("", "0")
 
 
 def symbol_minter(vocab: dict[str, int], vocab_size: int, join: Callable[[str, str], str] = operator.add,
@@ -141,21 +152,74 @@ def recount_merges(words: list[list[int]], counts: Sequence[int], new_symbol: Ca
     return merges
 
 
-def apply_merges(ids: list[int], ranks: dict[Pair, int], merged: Sequence[int]) -> list[int]:
+def apply_merges(ids: Sequence[int], ranks: dict[Pair, int], merged: Sequence[int]) -> list[int]:
     """Encode one word: fuse the adjacent pair of lowest rank (leftmost on ties) into `merged[rank]` until no
-    pair has a rank. This is the order training created the symbols in, and what `tokenizers` does."""
-    none = len(merged)
-    pair_ranks = list(map(ranks.get, zip(ids, ids[1:]), repeat(none)))
-    while pair_ranks:
-        rank = min(pair_ranks)
-        if rank == none:
-            break
-        j = pair_ranks.index(rank)
-        new = merged[rank]
-        ids[j : j + 2] = (new,)
-        del pair_ranks[j]
-        if j > 0:
-            pair_ranks[j - 1] = ranks.get((ids[j - 1], new), none)
-        if j < len(pair_ranks):
-            pair_ranks[j] = ranks.get((new, ids[j + 1]), none)
-    return ids
+    pair has a rank. This is the order training created the symbols in, and what `tokenizers` does.
+
+    The symbols form a linked list (`after`, `before`: neighbours by position) and a heap holds the candidate
+    merges as (rank, position), so that the next merge is found in O(log n) instead of a rescan: O(n log n) per
+    word. `rank_at[p]` is the rank of the pair starting at position p now (None: no pair, or p was merged away);
+    a heap entry whose rank is not `rank_at[p]` is stale and skipped.
+    """
+    n = len(ids)
+    ids = list(ids)
+    after, before = list(range(1, n + 1)), list(range(-1, n - 1))
+    rank_at = [*map(ranks.get, zip(ids, ids[1:])), None]
+    heap = [(rank, p) for p, rank in enumerate(rank_at) if rank is not None]
+    heapq.heapify(heap)
+    while heap:
+        rank, p = heapq.heappop(heap)
+        if rank_at[p] != rank:
+            continue
+        q = after[p]
+        r = after[p] = after[q]
+        ids[p], rank_at[q] = merged[rank], None
+        if r < n:
+            before[r] = p
+        for left in (p, before[p]):
+            if left >= 0:
+                rank_at[left] = ranks.get((ids[left], ids[after[left]])) if after[left] < n else None
+                if rank_at[left] is not None:
+                    heapq.heappush(heap, (rank_at[left], left))
+    out, p = [], 0
+    while p < n:
+        out.append(ids[p])
+        p = after[p]
+    return out
+
+
+class Merger:
+    """BPE encoding with learned merges: `ranks[a, b]` is the rank of the merge of ids a and b, `merged[rank]`
+    the id it creates. `merge(ids)` encodes one word given as symbol ids; `encode_words(words)` encodes
+    byte-level words (str) through their UTF-8 bytes (`byte_ids[b]`: the id of byte b) and concatenates their
+    ids, keeping each word's ids in a cache that is emptied when it holds `cache_size` words (0: no cache).
+
+    This is the readable version; `_pairmerge.Merger` is the same in C, used when it was built (`COMPILED`).
+    """
+
+    def __init__(self, ranks: dict[Pair, int], merged: Sequence[int], byte_ids: Sequence[int] | None = None, cache_size: int = 0) -> None:
+        self.ranks, self.merged, self.byte_ids, self.cache_size = ranks, merged, byte_ids, cache_size
+        self.cache: dict[str, tuple[int, ...]] = {}
+
+    def merge(self, ids: Sequence[int]) -> list[int]:
+        return apply_merges(ids, self.ranks, self.merged)
+
+    def encode_words(self, words: Sequence[str]) -> list[int]:
+        if self.byte_ids is None:
+            raise ValueError("encode_words() needs the byte_ids this Merger was built without")
+        out: list[int] = []
+        for word in words:
+            ids = self.cache.get(word)
+            if ids is None:
+                ids = tuple(self.merge(list(map(self.byte_ids.__getitem__, word.encode("utf-8")))))
+                if self.cache_size > 0:
+                    if len(self.cache) >= self.cache_size:
+                        self.cache.clear()
+                    self.cache[word] = ids
+            out.extend(ids)
+        return out
+
+
+def merger(ranks: dict[Pair, int], merged: Sequence[int], byte_ids: Sequence[int] | None = None, cache_size: int = 0) -> Merger:
+    """The compiled `Merger` when it is built and `COMPILED` is on, else the Python one."""
+    return (CompiledMerger if COMPILED else Merger)(ranks, merged, byte_ids, cache_size)
