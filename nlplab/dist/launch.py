@@ -14,6 +14,7 @@ Both give the process group a timeout, so a collective waiting for a rank that i
 from __future__ import annotations
 
 import datetime
+import functools
 import multiprocessing as mp
 import os
 import pickle
@@ -71,6 +72,18 @@ def _run_rank(fn: Callable[..., Any], args: tuple[Any, ...], rank: int, world_si
     os._exit(0)
 
 
+@functools.cache
+def preload() -> None:
+    """Load in this (parent) process what PyTorch loads lazily on first use — an optimizer's first step pulls in
+    torch._dynamo, seconds on a busy machine — so that forked ranks inherit it instead of each loading it again."""
+    import torch.distributed.fsdp  # noqa: F401
+    import torch.distributed.optim  # noqa: F401
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    param.grad = torch.zeros(1)
+    torch.optim.Adam([param]).step()
+
+
 def spawn(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 60.0) -> list[Any]:
     """[fn(*args) on rank 0, ..., on rank world_size-1], each rank a forked process in one gloo group on
     127.0.0.1 using one thread. fn finds its rank with `torch.distributed.get_rank()`. The results travel back
@@ -78,6 +91,7 @@ def spawn(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 
     traceback), exits without a result, or when the group is not done within `timeout` seconds."""
     if world_size < 1:
         raise RankError(f"world_size must be >= 1, got {world_size}")
+    preload()
     store = tempfile.TemporaryDirectory(prefix="nlplab-spawn-")
     ctx = mp.get_context("fork")
     pipes = [ctx.Pipe(duplex=False) for _ in range(world_size)]

@@ -137,7 +137,7 @@ class DataParallelStrategy(Strategy):
     def wrap(self, model: nn.Module) -> nn.Module:
         self.model = model
         if self.impl == "fused":
-            self.wrapped = nn.parallel.DistributedDataParallel(model)
+            self.wrapped = nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
         else:
             self.wrapped = DataParallel(model, Group())
         return self.wrapped
@@ -167,7 +167,7 @@ class ZeroStrategy(Strategy):
         if self.impl == "manual":
             return model
         if self.stage == 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(model)
+            self.wrapped = nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
             return self.wrapped
         from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy

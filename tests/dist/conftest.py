@@ -51,18 +51,6 @@ def max_difference(ours: dict[str, torch.Tensor], reference: dict[str, torch.Ten
     return max((ours[name] - reference[name]).abs().max().item() for name in reference)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def warm_imports() -> None:
-    """Load once, in the parent, what torch loads lazily on first use (torch.optim's step pulls in torch._dynamo,
-    seconds on a busy machine): the forked ranks inherit it instead of each loading it again."""
-    import torch.distributed.fsdp  # noqa: F401
-    import torch.distributed.optim  # noqa: F401
-
-    param = torch.nn.Parameter(torch.zeros(1))
-    param.grad = torch.zeros(1)
-    torch.optim.Adam([param]).step()
-
-
 @pytest.fixture
 def gpt() -> SimpleNamespace:
     return SimpleNamespace(tiny=tiny_gpt, cross_entropy=cross_entropy, loss=lm_loss64, batches=batches,

@@ -56,8 +56,8 @@ def one_bit_vs_adam(gpt) -> dict:
     group.reset_counts()
     rounds = [compressed_all_reduce(x, worker, server, group)]
     one_round = group.bytes_sent
-    rounds = torch.stack(rounds + [compressed_all_reduce(x, worker, server, group) for _ in range(159)])
-    running = {k: (rounds[:k].mean(0) - mean).norm().item() for k in (1, 10, 40, 160)}
+    rounds = torch.stack(rounds + [compressed_all_reduce(x, worker, server, group) for _ in range(63)])
+    running = {k: (rounds[:k].mean(0) - mean).norm().item() for k in (1, 8, 64)}
     return {"differences": differences, "sent": sent, "running": running, "one_round": one_round}
 
 
@@ -68,8 +68,8 @@ def test_one_bit_adam_is_adam_until_the_freeze_step_then_sends_bits(gpt):
         assert rank["sent"][FREEZE - 1] > 15 * rank["sent"][FREEZE], "tiny tensors: the scales weigh"
         assert rank["one_round"] == 2 * (63 + 8), "500 signs in 63 bytes and a float64 scale, each way"
         running = rank["running"]
-        assert running[10] < running[1] and running[160] < running[40] / 2 < running[10] / 4, \
-            "error feedback: the average of the rounds approaches the mean (error of the sum stays bounded)"
+        assert running[64] < running[8] / 2 < running[1] / 4, \
+            "error feedback: the average of the rounds approaches the mean (without it, it would stay at a biased value)"
 
 
 def test_freeze_step_must_be_positive():
