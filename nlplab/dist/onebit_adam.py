@@ -6,6 +6,9 @@ Adam's variance v settles early in training, while its momentum m keeps moving. 
   m_r = β₁·m + (1 − β₁)·g_r, and the ranks average the m_r by a *compressed* all-reduce; then
   p ← p − lr · m̂ / (√v̂ + ε) with v̂ the bias-corrected variance of the freeze step.
 The average of the m_r is exactly Adam's β₁·m + (1 − β₁)·mean(g), so compression is the only approximation.
+Signs cannot say zero: an element whose gradient was always 0 in warm-up (v = 0: an input pixel that is never
+on, an unused embedding row) would receive ±s/ε. Its momentum is kept at 0, as Adam keeps it (DeepSpeed asks the
+user for this mask, `exp_avg_mask`; here it is read off the frozen variance).
 
 Compression of a vector x of n elements: C(x) = s · sign(x), s = ‖x‖₁ / n (the scale minimising ‖x − s·sign(x)‖₂),
 sent as n bits plus one number. Error feedback keeps what compression dropped and adds it back next time:
@@ -123,7 +126,7 @@ class OneBitAdam(Adam):
         g = p.grad + group["weight_decay"] * p
         local = state["exp_avg"] * beta1 + (1 - beta1) * g
         m = compressed_all_reduce(local.flatten(), state["worker_error"], state["server_error"], self.group)
-        state["exp_avg"].copy_(m.view_as(p))
-        m_hat = state["exp_avg"] / (1 - beta1 ** state["step"])
         v_hat = state["exp_avg_sq"] / (1 - beta2**self.freeze_step)
+        state["exp_avg"].copy_(m.view_as(p) * (v_hat > 0))
+        m_hat = state["exp_avg"] / (1 - beta1 ** state["step"])
         p.addcdiv_(m_hat, v_hat.sqrt() + eps, value=-group["lr"])
