@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.dist.collectives import Group, broadcast
-from nlplab.dist.data_parallel import DataParallel, clip_grad_norm_, shard_batch
+from nlplab.dist.data_parallel import DataParallel, clip_grad_norm_, replicate_, shard_batch
 from nlplab.dist.pipeline import GPTStage, Pipeline
 from nlplab.dist.tensor_parallel import ColumnParallelLinear, RowParallelLinear, full_state_dict, tensor_parallel_
 from nlplab.dist.zero import Zero
@@ -173,6 +173,7 @@ class ZeroStrategy(Strategy):
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
         sharding = ShardingStrategy.SHARD_GRAD_OP if self.stage == 2 else ShardingStrategy.FULL_SHARD
+        replicate_(model, Group())  # FSDP's own sync_module_states works on GPUs only
         self.wrapped = FullyShardedDataParallel(model, sharding_strategy=sharding,
                                                 auto_wrap_policy=ModuleWrapPolicy(wrap_units(model)),
                                                 device_id=next(model.parameters()).device)
@@ -223,7 +224,8 @@ class ZeroStrategy(Strategy):
 
 
 class TensorParallelStrategy(Strategy):
-    """tp: every TransformerBlock split across all ranks (Megatron); every rank sees the whole batch."""
+    """tp: every TransformerBlock split across all ranks (Megatron) from rank 0's weights; every rank sees the whole
+    batch."""
 
     name = "tp"
 
@@ -232,6 +234,7 @@ class TensorParallelStrategy(Strategy):
             raise ConfigError("--strategy tp splits transformer blocks; this model has none (use a transformer or "
                               "gpt model, or --strategy ddp)")
         self.group = Group()
+        replicate_(model, self.group)
         self.model = self.wrapped = tensor_parallel_(model, self.group)
         return model
 
@@ -268,6 +271,7 @@ class PipelineStrategy(Strategy):
         if not isinstance(model, GPT):
             raise ConfigError("--strategy pp splits a GPT into stages; use --task lm --model gpt, or --strategy ddp")
         self.group = Group()
+        replicate_(model, self.group)
         self.shapes = {name: (t.shape, t.dtype) for name, t in model.state_dict().items()}
         self.owners: dict[str, int] = {}
         for stage in range(self.world_size):

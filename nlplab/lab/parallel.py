@@ -86,12 +86,14 @@ def all_reduce_seconds(sizes: list[int], algorithms: tuple[str, ...], repeats: i
         x = torch.randn(n, generator=torch.Generator().manual_seed(group.rank))
         for algorithm in algorithms:
             times: list[float] = []
-            started = time.perf_counter()
-            while len(times) < repeats or time.perf_counter() - started < min_seconds:
+            more = torch.ones(1)
+            while more.item():
                 dist.barrier()
                 t0 = time.perf_counter()
                 all_reduce(x, group, algorithm)
                 times.append(time.perf_counter() - t0)
+                more.fill_(len(times) < repeats or sum(times) < min_seconds)
+                dist.broadcast(more, 0)  # rank 0's clock decides for all, or the ranks would part ways
             out[algorithm].append(statistics.median(times))
     return out if group.rank == 0 else None
 

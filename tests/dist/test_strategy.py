@@ -15,9 +15,15 @@ ROWS = 7
 
 
 def loop(name: str, impl: str, gpt) -> tuple[dict[str, torch.Tensor], list[float], list[float]] | None:
-    """The training loop a generic trainer runs; returns (state dict, losses, gradient norms) on the main rank."""
+    """The training loop a generic trainer runs; returns (state dict, losses, gradient norms) on the main rank.
+    Rank 1 starts from other weights: wrapping must give every rank rank 0's."""
     strategy = build_strategy(name, impl)
-    model = strategy.wrap(gpt.tiny())
+    model = gpt.tiny()
+    if strategy.rank == 1:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5)
+    model = strategy.wrap(model)
     optimizer = strategy.build_optimizer(lambda params: torch.optim.Adam(params, lr=0.01))
 
     def step(batch):
