@@ -312,7 +312,7 @@ def plot(ctx: LabContext, zero_rows: list[dict], ring_rows: list[dict], time_row
     left.set_xscale("log", base=2)
     left.set_xlabel("micro-batches m")
     left.set_ylabel("idle fraction (dashed: (p−1)/(m+p−1))")
-    left.legend()
+    left.legend(fontsize=7, ncol=2, loc="upper right")
     left.set_title("pipeline bubble")
     name = list(timelines)[-2]
     for stage, timeline in enumerate(timelines[name]):
