@@ -107,8 +107,7 @@ def memory(ranks: list[int]) -> dict:
     rows = []
     for n in ranks:
         for stage in range(4):
-            ours = spawn(zero_state_bytes, n, MODEL, stage, "manual", timeout=3600)
-            theirs = spawn(zero_state_bytes, n, MODEL, stage, "fused", timeout=3600)
+            ours, theirs = zip(*spawn(zero_state_bytes, n, MODEL, [(stage, "manual"), (stage, "fused")], timeout=3600))
             rows.append({"N": n, "stage": stage, "formula_bytes": expected_bytes(stage, psi, n), "nlplab_bytes": ours,
                          "torch_engine": TORCH_NAMES[stage], "torch_bytes": theirs})
             print(f"N={n} stage {stage}: formula {rows[-1]['formula_bytes'] / 1e6:.2f} MB, nlplab "

@@ -58,15 +58,19 @@ class Group:
         """Send `send` to member `to` while receiving into `recv` (contiguous) from member `source`; either may be
         None, and empty tensors are not sent (both sides know the sizes). Sending without waiting first lets every
         rank of a ring send and receive at once."""
-        request = None
-        if send is not None and send.numel():
-            request = dist.isend(send.contiguous(), self.ranks[to])
-            self.bytes_sent += send.numel() * send.element_size()
-            self.messages_sent += 1
+        payload = send.contiguous() if send is not None and send.numel() else None
+        request = self.isend(payload, to) if payload is not None else None
         if recv is not None and recv.numel():
             dist.recv(recv, self.ranks[source])
         if request is not None:
             request.wait()
+
+    def isend(self, tensor: Tensor, to: int) -> Any:
+        """Start sending `tensor` (contiguous, kept alive by the caller until the returned request's wait()) to
+        member `to`, counted."""
+        self.bytes_sent += tensor.numel() * tensor.element_size()
+        self.messages_sent += 1
+        return dist.isend(tensor, self.ranks[to])
 
     def reset_counts(self) -> None:
         self.bytes_sent = self.messages_sent = 0

@@ -156,14 +156,14 @@ class Pipeline:
         """Forward and backward of the batch (inputs, targets (B, …), the same on every stage) in micro_batches
         pieces; the stage's parameters receive the gradient of the batch's loss (accumulated into .grad)."""
         ins, outs = inputs.tensor_split(micro_batches), targets.tensor_split(micro_batches)
-        dtype = next(self.module.parameters()).dtype
+        like = next(self.module.parameters())
         held: dict[int, tuple[Tensor, Tensor]] = {}
         sends: list[tuple[Tensor, object]] = []
         timeline, total, max_in_flight = [], 0.0, 0
         start = time.perf_counter()
         for kind, i in self.schedule(micro_batches, self.stage, self.stages):
             if kind == "F":
-                x = ins[i] if self.first else self._receive((*ins[i].shape, self.hidden), dtype, self.stage - 1)
+                x = ins[i] if self.first else self._receive((*ins[i].shape, self.hidden), like, self.stage - 1)
                 t0, cpu = time.perf_counter(), time.thread_time()
                 out = self.module(x)
                 if self.last:
@@ -176,7 +176,7 @@ class Pipeline:
                 max_in_flight = max(max_in_flight, len(held))
             else:
                 x, out = held.pop(i)
-                grad = None if self.last else self._receive(out.shape, dtype, self.stage + 1)
+                grad = None if self.last else self._receive(out.shape, like, self.stage + 1)
                 t0, cpu = time.perf_counter(), time.thread_time()
                 out.backward(grad)
                 t1 = time.perf_counter()
@@ -190,8 +190,8 @@ class Pipeline:
         return StepReport(total if self.last else None, wall, sum(e - s for _, _, s, e, _ in timeline), timeline,
                           max_in_flight)
 
-    def _receive(self, shape: tuple[int, ...], dtype: torch.dtype, source: int) -> Tensor:
-        x = torch.empty(shape, dtype=dtype)
+    def _receive(self, shape: tuple[int, ...], like: Tensor, source: int) -> Tensor:
+        x = torch.empty(shape, dtype=like.dtype, device=like.device)
         self.group.exchange(recv=x, source=source)
         return x.requires_grad_()
 
@@ -199,9 +199,7 @@ class Pipeline:
         """Start sending x without waiting (the receiver may still be busy); the caller waits at the end of the
         step, keeping x alive until then."""
         x = x.contiguous()
-        self.group.bytes_sent += x.numel() * x.element_size()
-        self.group.messages_sent += 1
-        return x, torch.distributed.isend(x, self.group.ranks[to])
+        return x, self.group.isend(x, to)
 
     def _sync_tied(self) -> None:
         """The first and the last stage add up their gradients of the tied parameter."""

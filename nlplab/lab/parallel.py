@@ -46,9 +46,14 @@ def gpt(vocab: int, d: int, layers: int, heads: int = 4, block: int = 64, seed: 
     return GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=layers, n_head=heads, n_embd=d))
 
 
-def zero_state_bytes(cfg: dict[str, int], stage: int, impl: str) -> int:
-    """(On every rank) model-state bytes this rank holds after one Adam step of the GPT `cfg` under ZeRO `stage`
-    (0: plain data parallelism), impl "manual" (nlplab) or "fused" (PyTorch's engines)."""
+def zero_state_bytes(cfg: dict[str, int], runs: list[tuple[int, str]]) -> list[int]:
+    """(On every rank) for each (stage, impl) of `runs`, the model-state bytes this rank holds after one Adam step
+    of the GPT `cfg` under ZeRO `stage` (0: plain data parallelism), impl "manual" (nlplab) or "fused" (PyTorch's
+    engines), one after the other in this process group."""
+    return [one_zero_step(cfg, stage, impl) for stage, impl in runs]
+
+
+def one_zero_step(cfg: dict[str, int], stage: int, impl: str) -> int:
     strategy = build_strategy(ZERO_ENGINES[stage], impl)
     model = strategy.wrap(gpt(**cfg))
     optimizer = strategy.build_optimizer(lambda params: torch.optim.Adam(params, lr=1e-3))
@@ -115,22 +120,25 @@ def tensor_parallel_traffic(cfg: dict[str, int], batch: int, seq: int) -> dict[s
             "backward_bytes": group.bytes_sent}
 
 
-def pipeline_bubble(cfg: dict[str, int], micro_batches: int, rows: int, seq: int, schedule: str, steps: int
-                    ) -> list[dict[str, Any]]:
-    """(On every rank) per pipeline step (after one warm-up step; each started together): this stage's compute and
-    wall seconds and its timeline."""
+def pipeline_bubble(cfg: dict[str, int], settings: list[tuple[int, str]], rows: int, seq: int, steps: int
+                    ) -> list[list[dict[str, Any]]]:
+    """(On every rank) for each (micro-batches, schedule) of `settings`, per pipeline step (after one warm-up step;
+    each started together): this stage's compute and wall seconds and its timeline."""
     group = Group()
     stage = GPTStage(gpt(**cfg), group.rank, group.size)
-    pipeline = Pipeline(stage, group, lambda y, t: F.cross_entropy(y.flatten(0, 1), t.flatten()), cfg["d"],
-                        schedule, stage.tied)
-    ids = torch.randint(0, cfg["vocab"], (rows * micro_batches, seq + 1), generator=torch.Generator().manual_seed(0))
-    reports = []
-    for _ in range(steps + 1):
-        dist.barrier()
-        report = pipeline.train_step(ids[:, :-1], ids[:, 1:], micro_batches)
-        stage.zero_grad(set_to_none=True)
-        reports.append({"compute": report.compute, "wall": report.wall, "timeline": report.timeline})
-    return reports[1:]
+    out = []
+    for micro_batches, schedule in settings:
+        pipeline = Pipeline(stage, group, lambda y, t: F.cross_entropy(y.flatten(0, 1), t.flatten()), cfg["d"],
+                            schedule, stage.tied)
+        ids = torch.randint(0, cfg["vocab"], (rows * micro_batches, seq + 1), generator=torch.Generator().manual_seed(0))
+        reports = []
+        for _ in range(steps + 1):
+            dist.barrier()
+            report = pipeline.train_step(ids[:, :-1], ids[:, 1:], micro_batches)
+            stage.zero_grad(set_to_none=True)
+            reports.append({"compute": report.compute, "wall": report.wall, "timeline": report.timeline})
+        out.append(reports[1:])
+    return out
 
 
 def bubbles(stages: list[list[dict[str, Any]]]) -> tuple[float, float]:
@@ -154,15 +162,15 @@ def run(ctx: LabContext) -> LabResult:
     zero_cfg = dict(vocab=1000, d=64, layers=2) if ctx.quick else dict(vocab=4000, d=128, layers=4)
     psi = sum(p.numel() for p in gpt(**zero_cfg).parameters())
     zero_rows = []
+    runs = [(stage, impl) for stage in range(4) for impl in ("manual", "fused")]
     for n in ctx.bar([2] if ctx.quick else [2, 4], desc="ZeRO memory"):
+        per_rank = ctx.step(f"zero-{n}", lambda n=n: spawn(zero_state_bytes, n, zero_cfg, runs))
+        measured = {run: [rank[i] for rank in per_rank] for i, run in enumerate(runs)}
         for stage in range(4):
-            measured = {impl: ctx.step(f"zero-{n}-{stage}-{impl}",
-                                       lambda impl=impl: spawn(zero_state_bytes, n, zero_cfg, stage, impl))
-                        for impl in ("manual", "fused")}
             formula = expected_bytes(stage, psi, n)
             row = {"N": n, "stage": stage, "formula MB": formula / 1e6,
-                   "nlplab MB": statistics.mean(measured["manual"]) / 1e6,
-                   "PyTorch MB": statistics.mean(measured["fused"]) / 1e6, "PyTorch engine": TORCH_NAMES[stage]}
+                   "nlplab MB": statistics.mean(measured[(stage, "manual")]) / 1e6,
+                   "PyTorch MB": statistics.mean(measured[(stage, "fused")]) / 1e6, "PyTorch engine": TORCH_NAMES[stage]}
             zero_rows.append(row)
             rows.append({"claim": "ZeRO memory per rank", "setting": f"N={n}, stage {stage}",
                          "measured": row["nlplab MB"], "expected": row["formula MB"], "unit": "MB",
@@ -217,12 +225,13 @@ def run(ctx: LabContext) -> LabResult:
     # 4. the pipeline bubble
     pipe_cfg = dict(vocab=128, d=128, heads=4, block=64)
     bubble_rows, timelines, shown = [], {}, 2 if ctx.quick else 4
-    settings = [(2, m) for m in (1, 2, 8)] if ctx.quick else [(p, m) for p in (2, 4) for m in (1, 2, 4, 8, 16)]
-    for p, m in ctx.bar(settings, desc="pipeline bubble"):
-        for schedule in ("1f1b", "gpipe"):
-            cfg = {**pipe_cfg, "layers": 2 * p}
-            stages = ctx.step(f"bubble-{p}-{m}-{schedule}", lambda p=p, m=m, schedule=schedule, cfg=cfg: spawn(
-                pipeline_bubble, p, cfg, m, 4, 48, schedule, 2 if ctx.quick else 4))
+    micro = (1, 2, 8) if ctx.quick else (1, 2, 4, 8, 16)
+    settings = [(m, schedule) for m in micro for schedule in ("1f1b", "gpipe")]
+    for p in ctx.bar([2] if ctx.quick else [2, 4], desc="pipeline bubble"):
+        per_rank = ctx.step(f"bubble-{p}", lambda p=p: spawn(pipeline_bubble, p, {**pipe_cfg, "layers": 2 * p},
+                                                             settings, 4, 48, 2 if ctx.quick else 4))
+        for i, (m, schedule) in enumerate(settings):
+            stages = [rank[i] for rank in per_rank]
             wall, replayed = bubbles(stages)
             formula = (p - 1) / (m + p - 1)
             bubble_rows.append({"p": p, "m": m, "schedule": schedule, "idle, wall clock": wall,
