@@ -87,7 +87,8 @@ class Strategy:
     def forward_backward(self, step: StepFn, batch: Any,
                          objective: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, int, dict[str, float]]:
         """step(this rank's share) -> (loss, count, extra); backward of objective(loss) (default: loss), scaled as the
-        module docstring says. Returns step's (loss, count, extra), all of this rank."""
+        module docstring says. Returns step's (loss, count, extra), all of this rank: `reduce_sum` of
+        loss × count, count and the extra sums gives the global batch's figures."""
         loss, count, extra = step(self.shard(batch))
         ((objective or (lambda x: x))(loss) * self.loss_scale(count)).backward()
         self.after_backward()
@@ -291,10 +292,12 @@ class PipelineStrategy(Strategy):
     def forward_backward(self, step: StepFn, batch: Any,
                          objective: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, int, dict[str, float]]:
         """The pipeline step on the whole batch; step and objective are not used (the loss is the pipeline's).
-        The returned loss is the last stage's, broadcast to every rank."""
+        The loss is the last stage's, broadcast to every rank; the count is the batch's on the last stage and 0 on
+        the others, so that `reduce_sum` of loss × count and count gives the batch's figures as for the others."""
         report = self.pipeline.train_step(batch["ids"], batch["targets"], self.micro_batches)
         loss = torch.tensor([report.loss or 0.0], dtype=torch.float64)
-        return broadcast(loss, self.group, root=self.world_size - 1)[0], batch["targets"].numel(), {}
+        count = batch["targets"].numel() if self.pipeline.last else 0
+        return broadcast(loss, self.group, root=self.world_size - 1)[0], count, {}
 
     def shard(self, batch: Any) -> Any:
         return batch
