@@ -33,6 +33,7 @@ LABS = {
     "dropout-bn": "nlplab.lab.dropout_bn",
     "imbalance": "nlplab.lab.imbalance",
     "optimizers": "nlplab.lab.optimizers",
+    "parallel": "nlplab.lab.parallel",
 }
 
 
