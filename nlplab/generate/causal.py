@@ -195,7 +195,7 @@ def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_toke
     ending early at EOS (left out) or when a stop string appears (cut before it)."""
     prompt = torch.tensor(list(prompt_ids), device=lm.device)
     ids: list[int] = []
-    for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, _sampling_on_cpu(pick)):
+    for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, sampling_on_cpu(pick)):
         if token.item() == lm.eos_id:
             return
         ids.append(token.item())
@@ -205,7 +205,7 @@ def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_toke
             return
 
 
-def _sampling_on_cpu(pick: Any) -> Any:
+def sampling_on_cpu(pick: Any) -> Any:
     """Seeded generators live on the CPU: draw there, so a seed gives the same text on every device."""
     return lambda logits, history: pick(logits.float().cpu(), history.cpu()).to(logits.device)
 
@@ -232,7 +232,7 @@ def generate(lm: CausalLM, prompt_ids: Sequence[int], strategy: str = "greedy", 
         if strategy == "greedy" and num_return > 1:
             raise ConfigError("greedy decoding has one result; use --strategy sample or beam for --num-return > 1")
         pick = picker(strategy, temperature, top_k, top_p, repetition_penalty, seed)
-        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, _sampling_on_cpu(pick))), 1)
+        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, sampling_on_cpu(pick))), 1)
         outputs = [(row.tolist(), None) for row in rows]
     results = []
     for ids, score in outputs:
