@@ -38,7 +38,8 @@ from nlplab.models.gpt import GPT
 class Decoding:
     """One sequence being generated: its prompt, picker (a greedy argmax or a sampler with its own generator) and
     budget; `ids`, `text` (None without a tokenizer), `logprobs` (log p of each chosen token) grow as it decodes;
-    `finish` is None while it runs, then "stop" (EOS or a stop string), "length" (budget spent) or "cancelled"."""
+    `finish` is None while it runs, then "stop" (EOS or a stop string), "length" (budget spent), "cancelled" or
+    "error" (a failed step)."""
 
     prompt: list[int]
     pick: Picker
@@ -155,10 +156,14 @@ class ContinuousBatch:
         self.logits: Tensor | None = None
         self.waiting: deque[Decoding] = deque()
         self.lock = threading.Lock()
+        self.stats = {"steps": 0, "rows": 0, "peak": 0, "cancelled": 0}
+        """Decoding steps run, rows decoded over them (rows / steps: the mean batch), the largest batch, cancellations."""
 
     def add(self, prompt: Sequence[int], pick: Picker, max_new_tokens: int, stop: Sequence[str] = (),
             tag: Any = None) -> Decoding:
-        """Queue a prompt; its budget is capped to the room left in the context (a ConfigError when it does not fit)."""
+        """Queue a prompt; its budget is capped to the room left in the context (a ConfigError when it does not fit
+        or holds an id outside the vocabulary)."""
+        self.lm.check_ids(prompt)
         decoding = Decoding(list(prompt), pick, self.lm.room(len(prompt), max_new_tokens), tuple(stop), tag=tag,
                             text="" if self.lm.has_tokenizer else None)
         with self.lock:
@@ -178,6 +183,7 @@ class ContinuousBatch:
                 decoding = self.waiting.popleft()
             if decoding.cancelled:
                 decoding.finish = "cancelled"
+                self.stats["cancelled"] += 1
                 dropped.append(decoding)
                 continue
             fresh.append(self.rows.add(torch.tensor(decoding.prompt, dtype=torch.long, device=self.lm.device)))
@@ -192,6 +198,9 @@ class ContinuousBatch:
         if not self.running:
             return changed
         assert self.logits is not None
+        self.stats["steps"] += 1
+        self.stats["rows"] += len(self.running)
+        self.stats["peak"] = max(self.stats["peak"], len(self.running))
         logp = F.log_softmax(self.logits.float(), dim=-1)
         tokens = []
         for i, d in enumerate(self.running):
@@ -199,6 +208,7 @@ class ContinuousBatch:
             tokens.append(token)
             if d.cancelled:
                 d.finish = "cancelled"
+                self.stats["cancelled"] += 1
             elif token == self.lm.eos_id:
                 d.finish = "stop"
             else:
@@ -229,6 +239,14 @@ class ContinuousBatch:
                 return
         if len(d.ids) >= d.max_new_tokens:
             d.finish = "length"
+
+    def abort(self) -> list[Decoding]:
+        """End every running sequence with finish "error" (after a failed step) and empty the batch."""
+        aborted, self.running, self.logits = self.running, [], None
+        self.rows.keep([])
+        for d in aborted:
+            d.finish = "error"
+        return aborted
 
     def cancel_all(self) -> None:
         """Cancel every running and queued sequence (the server shutting down)."""
