@@ -40,7 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.host not in LOOPBACK and not api_key:
         print(f"nlplab serve: warning: listening on {args.host} without --api-key: anyone who can reach this machine "
               "can use the model", file=sys.stderr, flush=True)
-    serve(app, args.host, args.port)
+    try:
+        serve(app, args.host, args.port)
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again
+        pass
+    print("nlplab serve: stopped", file=sys.stderr, flush=True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], None]]:
