@@ -60,7 +60,7 @@ class Stream:
 
 
 class Engine:
-    def __init__(self, predictor: Predictor, max_batch: int = 16, window: float = 0.005) -> None:
+    def __init__(self, predictor: Predictor, max_batch: int = 16, window: float = 0.002) -> None:
         self.predictor, self.max_batch, self.window = predictor, max_batch, window
         self.lm: CausalLM | None = getattr(predictor, "lm", None)
         self.batch = ContinuousBatch(self.lm, max_batch) if self.lm is not None else None
