@@ -226,7 +226,9 @@ def main() -> None:
              f"Bounded load on loopback: {args.requests} requests per level (or {args.limit:g} s), completions of "
              f"up to {args.max_tokens} tokens from the GPT (greedy, or sampled with T = 0.8, top-p 0.95 and a seed per "
              "request), one review per prediction; `batched` is `nlplab serve --max-batch 32`, `one at a time` is "
-             "`--max-batch 1`; each server on one torch thread.", "",
+             "`--max-batch 1`; each server on one torch thread, the clients in the benchmark's process. Models: "
+             + "; ".join(f"{name}: `nlplab train {' '.join(RECIPES[name])}`" for name in RECIPES)
+             + f". Load average of the shared machine at the start: {payload['machine'].get('load_average', '?')}.", "",
              "| model | work | mode | clients | requests | req/s | generated tok/s | p50 ms | p95 ms | errors |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -186,8 +186,8 @@ class ContinuousBatch:
                 self.stats["cancelled"] += 1
                 dropped.append(decoding)
                 continue
+            self.running.append(decoding)  # before its prefill, so that a failure there aborts it with the others
             fresh.append(self.rows.add(torch.tensor(decoding.prompt, dtype=torch.long, device=self.lm.device)))
-            self.running.append(decoding)
         if fresh:
             self.logits = torch.cat([self.logits, *fresh]) if self.logits is not None else torch.cat(fresh)
         return dropped

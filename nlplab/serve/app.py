@@ -59,14 +59,17 @@ def error_body(status: int, message: str, param: str | None = None, kind: str = 
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}}, status_code=status)
 
 
+UNION_TAGS = ("str", "int", "float", "bool", "list", "dict")
+
+
 def validation_error(exc: RequestValidationError) -> JSONResponse:
     """The first problem of a body that does not fit its schema, naming the field (dotted path) it is in."""
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
         return error_body(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}")
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-    loc = [x for x in loc if not x.startswith(("str", "list[", "function-", "constrained-", "int", "float"))] or loc
-    param = ".".join(loc) or None
+    fields = [x for x in loc if not ("[" in x or "-" in x or x in UNION_TAGS)]  # pydantic names the union's branch too
+    param = ".".join(fields or loc) or None
     message = first.get("msg", "invalid value")
     if first.get("type") == "extra_forbidden":
         message = "unknown field; remove it"
@@ -227,7 +230,7 @@ def create_app(predictor: Predictor, model_id: str, max_batch: int = 16, max_new
         tokens = sum(count for _, count in rows)
         return {"object": "list", "data": data, "model": model_id, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    def budget(req: Sampling, asked: int | None, field: str, default: int) -> int:
+    def budget(asked: int | None, field: str, default: int) -> int:
         if asked is not None and asked > max_new_tokens:
             raise ApiError(400, f"{field}: {asked} is above this server's cap of {max_new_tokens} tokens "
                                 f"(nlplab serve --max-new-tokens)", field)
@@ -249,7 +252,7 @@ def create_app(predictor: Predictor, model_id: str, max_batch: int = 16, max_new
             prompts = [lm.encode(p) if isinstance(p, str) else p for p in req.prompts()]
         except NlplabError as e:
             raise ApiError(400, f"prompt: {e}", "prompt") from None
-        stream = start(req, prompts, budget(req, req.max_tokens, "max_tokens", min(16, max_new_tokens)), "prompt")
+        stream = start(req, prompts, budget(req.max_tokens, "max_tokens", min(16, max_new_tokens)), "prompt")
         return await answer(req, stream, prompts, "text_completion", "cmpl")
 
     @app.post("/v1/chat/completions")
@@ -264,7 +267,7 @@ def create_app(predictor: Predictor, model_id: str, max_batch: int = 16, max_new
             raise ApiError(400, f"messages: {e}", "messages") from None
         asked, field = (req.max_completion_tokens, "max_completion_tokens") if req.max_completion_tokens else \
             (req.max_tokens, "max_tokens")
-        stream = start(req, [prompt], budget(req, asked, field, max_new_tokens), "messages")
+        stream = start(req, [prompt], budget(asked, field, max_new_tokens), "messages")
         return await answer(req, stream, [prompt], "chat.completion", "chatcmpl")
 
     async def answer(req: Sampling, stream: Stream, prompts: list[list[int]], kind: str, prefix: str) -> Any:
