@@ -16,7 +16,7 @@ from nlplab import __version__
 from nlplab.errors import NlplabError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-MODULES = ["nlplab.cli.train", "nlplab.cli.use", "nlplab.cli.tokenizer", "nlplab.lab.cli"]
+MODULES = ["nlplab.cli.train", "nlplab.cli.use", "nlplab.cli.tokenizer", "nlplab.lab.cli", "nlplab.serve.cli"]
 
 
 class Parser(argparse.ArgumentParser):

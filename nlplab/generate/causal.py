@@ -54,6 +54,14 @@ class CausalLM:
     name: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     has_tokenizer: bool = True
+    vocab_size: int | None = None
+
+    def check_ids(self, ids: Sequence[int]) -> None:
+        """Token ids must lie in the vocabulary (when its size is known)."""
+        bad = [i for i in ids if i < 0 or (self.vocab_size is not None and i >= self.vocab_size)]
+        if bad:
+            raise ConfigError(f"token id {bad[0]} is outside the vocabulary of {self.name} "
+                              f"(0 … {self.vocab_size - 1 if self.vocab_size else 'its size'})")
 
     def room(self, prompt_len: int, max_new_tokens: int) -> int:
         """max_new_tokens, capped so that prompt and continuation fit the context; an error when nothing fits."""
@@ -131,7 +139,8 @@ def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
         from nlplab.models.gpt import GPT
 
         model = GPT.from_pretrained(folder).to(dev).eval()
-        return CausalLM(model, encode, decode, eos_id, model.cfg.block_size, render, str(folder), dev, has_tokenizer)
+        return CausalLM(model, encode, decode, eos_id, model.cfg.block_size, render, str(folder), dev, has_tokenizer,
+                        model.cfg.vocab_size)
     try:
         from transformers import AutoModelForCausalLM
     except ImportError:
@@ -147,7 +156,7 @@ def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
         return out.logits, out.past_key_values
 
     context = config.get("max_position_embeddings") or config.get("n_positions")
-    return CausalLM(step, encode, decode, eos_id, context, render, str(folder), dev, has_tokenizer)
+    return CausalLM(step, encode, decode, eos_id, context, render, str(folder), dev, has_tokenizer, config.get("vocab_size"))
 
 
 def cut_at_stop(ids: list[int], decode: Callable[[Sequence[int]], str], stop: Sequence[str]) -> tuple[list[int], str, bool]:
@@ -195,7 +204,7 @@ def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_toke
     ending early at EOS (left out) or when a stop string appears (cut before it)."""
     prompt = torch.tensor(list(prompt_ids), device=lm.device)
     ids: list[int] = []
-    for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, _sampling_on_cpu(pick)):
+    for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, sampling_on_cpu(pick)):
         if token.item() == lm.eos_id:
             return
         ids.append(token.item())
@@ -205,7 +214,7 @@ def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_toke
             return
 
 
-def _sampling_on_cpu(pick: Any) -> Any:
+def sampling_on_cpu(pick: Any) -> Any:
     """Seeded generators live on the CPU: draw there, so a seed gives the same text on every device."""
     return lambda logits, history: pick(logits.float().cpu(), history.cpu()).to(logits.device)
 
@@ -232,7 +241,7 @@ def generate(lm: CausalLM, prompt_ids: Sequence[int], strategy: str = "greedy", 
         if strategy == "greedy" and num_return > 1:
             raise ConfigError("greedy decoding has one result; use --strategy sample or beam for --num-return > 1")
         pick = picker(strategy, temperature, top_k, top_p, repetition_penalty, seed)
-        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, _sampling_on_cpu(pick))), 1)
+        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, sampling_on_cpu(pick))), 1)
         outputs = [(row.tolist(), None) for row in rows]
     results = []
     for ids, score in outputs:

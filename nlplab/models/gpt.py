@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlplab.models.hf import HFCheckpoint
-from nlplab.models.virtual_tokens import prefix_cache, prepend_prompt
+from nlplab.models.virtual_tokens import extend_mask, prefix_cache, prepend_prompt
 from nlplab.nn import init
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, check_impl
 from nlplab.nn.positions import LearnedPositions, check_positions
@@ -107,29 +107,44 @@ class GPT(nn.Module):
                 residual = name.endswith(("attn.out.weight", "ffn.fc2.weight", "ffn.w2"))
                 init.normal_(p, 0.02 / math.sqrt(2 * self.cfg.n_layer) if residual else 0.02)
 
-    def forward(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
+    def forward(self, ids: Tensor, cache: list[BlockCache] | None = None, positions: Tensor | None = None,
+                key_padding_mask: Tensor | None = None) -> tuple[Tensor, list[BlockCache]]:
         """ids (B, T) -> (logits (B, T, vocab_size), cache). With the cache of earlier calls, ids are the next T
         tokens (positions continue after the cached ones) and the logits equal those of the full forward.
         Virtual tokens enter at the first call (no cache) and stay in the returned cache.
+
+        Rows of different lengths (continuous batching, left padding): `positions` (B, T) gives each new token's
+        position (default past … past + T - 1 for every row; virtual tokens hold 0 … n-1) and `key_padding_mask`
+        (B, T_past + T) is True at the real keys, cached ones included (a mask that leaves out the virtual tokens
+        gains them in front).
         Sets `self.aux_loss` () to the blocks' summed MoE balance loss (0 without experts)."""
-        x, new_cache = self.features(ids, cache)
+        x, new_cache = self.features(ids, cache, positions, key_padding_mask)
         logits = F.linear(x, self.tokens.weight) if self.cfg.impl == "fused" else x @ self.tokens.weight.T
         return logits, new_cache
 
-    def features(self, ids: Tensor, cache: list[BlockCache] | None = None) -> tuple[Tensor, list[BlockCache]]:
+    def features(self, ids: Tensor, cache: list[BlockCache] | None = None, positions: Tensor | None = None,
+                 key_padding_mask: Tensor | None = None) -> tuple[Tensor, list[BlockCache]]:
         """The body without the output layer: ids (B, T) -> (LN_f(h^L) (B, T, n_embd) at the real tokens, cache),
-        what heads other than the tied unembedding (a reward or value head) read."""
+        what heads other than the tied unembedding (a reward or value head) read. `positions` and
+        `key_padding_mask` as in `forward`."""
         x = self.tokens(ids)
         if cache is None:
             x = prepend_prompt(self.prompt, x)
             cache = prefix_cache(self.prefix, ids.shape[0])
         prompted = x.shape[1] - ids.shape[1]
         past = 0 if cache is None else cache[0][0][0].shape[2]
-        check_positions(past + x.shape[1], self.cfg.block_size)
-        x = self.drop(x + self.positions(torch.arange(past, past + x.shape[1], device=ids.device)))
+        if positions is None:
+            positions = torch.arange(past, past + x.shape[1], device=ids.device)
+        elif prompted:
+            positions = torch.cat([torch.arange(prompted, device=ids.device).expand(len(ids), -1), positions], 1)
+        if key_padding_mask is not None and past + x.shape[1] > key_padding_mask.shape[1]:
+            key_padding_mask = extend_mask(key_padding_mask, past + x.shape[1] - key_padding_mask.shape[1])
+        check_positions(int(positions.max()) + 1, self.cfg.block_size)
+        x = self.drop(x + self.positions(positions))
         new_cache, aux = [], []
         for i, block in enumerate(self.blocks):
-            x, layer_cache = block(x, causal=True, cache=None if cache is None else cache[i])
+            x, layer_cache = block(x, key_padding_mask=key_padding_mask, causal=True,
+                                   cache=None if cache is None else cache[i])
             new_cache.append(layer_cache)
             aux.append(block.aux_loss)
         self.aux_loss = torch.stack(aux).sum()

@@ -30,7 +30,8 @@ class LMPredictor(Generating, RunPredictor):
         self.abilities = ("evaluate", "score") + (() if isinstance(self.model, NGramLM) else ("generate", "stream"))
         if not isinstance(self.model, NGramLM):
             self.lm = CausalLM(self.model, self.tokenizer.encode, self.tokenizer.decode, end_token_id(self.tokenizer),
-                               cfg.window_size, nlplab_chat, str(run_dir), self.device)
+                               cfg.window_size, nlplab_chat, str(run_dir), self.device,
+                               vocab_size=self.tokenizer.vocab_size)
 
     def load_model(self) -> nn.Module | NGramLM:
         if self.cfg.model == "ngram":

@@ -155,6 +155,16 @@ def test_top_p_never_leaves_the_nucleus():
     assert len(set(draws.flatten().tolist())) == size
 
 
+@pytest.mark.parametrize("scale", [3.0, 0.3, 0.01])
+def test_top_p_over_a_large_vocabulary_equals_hf(scale):
+    """Peaked to flat distributions over 5,000 tokens: the nucleus is found in the top 64, or after widening to all."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5000, dtype=torch.float64) * scale
+    ids = torch.zeros(3, 1, dtype=torch.long)
+    for p in (0.3, 0.9, 0.999):
+        assert torch.equal(top_p_filter(logits, p), hf.TopPLogitsWarper(p)(ids, logits))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_processors_equal_hf_warpers(seed):
     torch.manual_seed(seed)
