@@ -7,8 +7,8 @@ forests, gradient-boosted trees and k-nearest neighbours (and kernel SVMs, MLPs)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nlplab.classic.base import Classifier
 from nlplab.classic.linear import LinearSVM, LogisticRegression, MultinomialNB, Perceptron
@@ -19,17 +19,22 @@ from nlplab.classic.tree import DecisionTree, GradientBoosting, RandomForest
 @dataclass(frozen=True)
 class Learner:
     name: str
-    build: Callable[[], Classifier]
+    cls: type[Classifier]
+    params: dict[str, Any]
     linear: bool
+
+    def build(self, **overrides: Any) -> Classifier:
+        """A fresh, unfitted classifier with `params` updated by `overrides`."""
+        return self.cls(**{**self.params, **overrides})
 
 
 LEARNERS = {learner.name: learner for learner in (
-    Learner("logistic regression", lambda: LogisticRegression(C=1.0), True),
-    Learner("perceptron", lambda: Perceptron(epochs=20), True),
-    Learner("linear SVM", lambda: LinearSVM(C=1.0), True),
-    Learner("naive Bayes", lambda: MultinomialNB(alpha=1.0), True),
-    Learner("decision tree", lambda: DecisionTree(max_depth=8), False),
-    Learner("random forest", lambda: RandomForest(100), False),
-    Learner("gradient boosting", lambda: GradientBoosting(100), False),
-    Learner("k-nearest neighbours", lambda: KNearestNeighbors(5), False),
+    Learner("logistic regression", LogisticRegression, {"C": 1.0}, True),
+    Learner("perceptron", Perceptron, {"epochs": 20}, True),
+    Learner("linear SVM", LinearSVM, {"C": 1.0}, True),
+    Learner("naive Bayes", MultinomialNB, {"alpha": 1.0}, True),
+    Learner("decision tree", DecisionTree, {"max_depth": 8}, False),
+    Learner("random forest", RandomForest, {"n_estimators": 100}, False),
+    Learner("gradient boosting", GradientBoosting, {"n_estimators": 100}, False),
+    Learner("k-nearest neighbours", KNearestNeighbors, {"k": 5}, False),
 )}
