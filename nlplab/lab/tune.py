@@ -6,8 +6,8 @@ A SPACE file is YAML, one entry per option of `nlplab train`:
     epochs: {low: 2, high: 8}                      # an int range (both ends integers)
     embed_dim: {choices: [64, 128, 256]}           # a list of values
 
-Searches: `grid` (optuna's GridSampler over every choice and K values per range, K the largest with the grid
-no bigger than the trial budget — log-spaced when log), `random` (RandomSampler), `bayes` (TPE) and `gp` (the
+Searches: `grid` (optuna's GridSampler over every choice and K values per range — the centres of K equal cells,
+on a log scale when log — K the largest with the grid no bigger than the trial budget), `random` (RandomSampler), `bayes` (TPE) and `gp` (the
 hand-written Gaussian process with expected improvement of `nlplab.classic.bayesopt`, on the unit cube: log
 ranges by their logarithm, ints rounded, choices by equal slices). Each trial is an ordinary run directory
 STUDY/trials/NNNN; its value is the dev metric of the run's selected epoch. A median pruner stops a trial whose
@@ -71,14 +71,11 @@ class Param:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
     def grid(self, k: int) -> list[Any]:
-        """Every choice, or k evenly spaced values of the range (log-spaced when log; distinct ints when int)."""
+        """Every choice, or the centres of k equal cells of the range (on a log scale when log; distinct ints)."""
         if self.choices is not None:
             return list(self.choices)
-        if k == 1:
-            middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
-            return [round(middle) if self.is_int else middle]
-        values = np.geomspace(self.low, self.high, k) if self.log else np.linspace(self.low, self.high, k)
-        return sorted({int(round(v)) for v in values}) if self.is_int else [float(v) for v in values]
+        values = [self.from_unit((i + 0.5) / k) for i in range(k)]
+        return sorted(set(values)) if self.is_int else values
 
     def from_unit(self, u: float) -> Any:
         """The value at position u ∈ [0, 1] of the parameter's axis."""

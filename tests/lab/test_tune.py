@@ -96,7 +96,8 @@ def test_grid_values():
     grid = search_grid({"lr": Param("lr", 1e-4, 1e-2, log=True), "layers": Param("layers", 1, 3),
                         "model": Param("model", choices=("bow", "rnn"))}, trials=18)
     assert grid["model"] == ["bow", "rnn"] and grid["layers"] == [1, 2, 3]
-    assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert grid["lr"] == pytest.approx([10 ** (-4 + 1 / 3), 1e-3, 10 ** (-2 - 1 / 3)])  # centres of 3 log cells
+    assert search_grid({"dropout": Param("dropout", 0.0, 0.5)}, trials=2)["dropout"] == pytest.approx([0.125, 0.375])
 
 
 def test_train_flags_convert_like_nlplab_train():
