@@ -1,11 +1,7 @@
 """The quick variants of the classic-toolbox labs (mutual-info, boundaries, sorting, search): each runs end to end,
 its claim holds, and figures point the claim's way."""
 
-import json
-
 import pytest
-
-from nlplab.lab import run_lab
 
 
 def check_mutual_info(data: dict) -> None:
@@ -45,10 +41,5 @@ CHECKS = {"mutual-info": check_mutual_info, "boundaries": check_boundaries, "sor
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_quick_lab_holds(name, tmp_path):
-    result = run_lab(name, tmp_path, quick=True, progress=False)
-    assert result.holds, result.summary
-    data = json.loads((tmp_path / f"{name}.json").read_text())
-    assert data["holds"] and data["quick"] and data["plots"]
-    assert all((tmp_path / plot).stat().st_size > 0 for plot in data["plots"])
-    CHECKS[name](data)
+def test_quick_lab_holds(name, quick_lab):
+    CHECKS[name](quick_lab(name))

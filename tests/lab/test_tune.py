@@ -133,3 +133,11 @@ def test_zero_trials_and_changed_settings_are_refused(files, capsys):
     tune(None, space, "random", 1, files / "s2", train_fn=fake_train(lambda cfg, epoch: 0.5), overrides={"epochs": 1})
     with pytest.raises(ConfigError, match="holds a study with other settings \\(search\\)"):
         tune(None, space, "bayes", 1, files / "s2", train_fn=fake_train(lambda cfg, epoch: 0.5), overrides={"epochs": 1})
+
+
+def test_shipped_space_is_the_search_labs():
+    from pathlib import Path
+
+    from nlplab.lab.search import space
+
+    assert read_space(Path(__file__).parents[2] / "configs" / "chnsenticorp-space.yaml") == space(quick=False)
