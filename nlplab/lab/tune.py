@@ -7,11 +7,12 @@ A SPACE file is YAML, one entry per option of `nlplab train`:
     embed_dim: {choices: [64, 128, 256]}           # a list of values
 
 Searches: `grid` (optuna's GridSampler over every choice and K values per range — the centres of K equal cells,
-on a log scale when log — K the largest with the grid no bigger than the trial budget), `random` (RandomSampler), `bayes` (TPE) and `gp` (the
-hand-written Gaussian process with expected improvement of `nlplab.classic.bayesopt`, on the unit cube: log
-ranges by their logarithm, ints rounded, choices by equal slices). Each trial is an ordinary run directory
-STUDY/trials/NNNN; its value is the dev metric of the run's selected epoch. A median pruner stops a trial whose
-dev metric at some epoch is worse than the median of earlier trials at that epoch. The study lives in
+on a log scale when log — K the largest with the grid no bigger than the trial budget), `random` (RandomSampler),
+`bayes` (TPE) and `gp` (the hand-written Gaussian process with expected improvement of `nlplab.classic.bayesopt`,
+on the unit cube: log ranges by their logarithm, ints rounded, choices by equal slices). Each trial is an ordinary
+run directory STUDY/trials/NNNN; its value is the dev metric of the run's selected epoch. From the second epoch on,
+a median pruner stops a trial whose dev metric is worse than the median of earlier trials at that epoch (after
+three finished trials; the table shows a pruned trial's last dev figure). The study lives in
 STUDY/study.db (optuna's SQLite storage): running the same command again continues it, re-running (with the
 same parameters) any trial an interruption cut short, until the budget of finished trials is reached.
 """
@@ -230,7 +231,7 @@ def tune(config: str | Path | None, space: dict[str, Param], search: str, trials
     clash = set(overrides) & set(space)
     if clash:
         raise ConfigError(f"{', '.join(sorted(clash))}: both searched (SPACE) and fixed by a flag; drop one")
-    base = load_config(config, {**overrides, **{name: p.from_unit(0.5) for name, p in space.items()}})
+    base = load_config(config, {**overrides, **{name: p.from_unit(0.5) for name, p in space.items()}})  # fail early
     metric = metric or default_metric(base)
     direction = "minimize" if metric in MINIMISED else "maximize"
     out = Path(out)
