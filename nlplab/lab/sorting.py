@@ -115,7 +115,7 @@ def run(ctx: LabContext) -> LabResult:
                + (f"merge sort beats insertion sort from n = {cross} on" if cross else "no crossover found")
                + "; selection, quick and heap sort are unstable (smallest counterexamples in the table); counting sort's "
                f"time is ruled by its {KEY_RANGE:,} buckets at these n")
-    return LabResult(rows, summary, holds, {"sizes": sizes, "counts": counts, "seconds": seconds,
+    return LabResult(rows, summary, holds, {"sizes": sizes, "counts": counts, "sort_seconds": seconds,
                                             "crossover": {"sizes": small, "seconds": cross_times, "first_n": cross}})
 
 
