@@ -94,6 +94,8 @@ def run(ctx: LabContext) -> LabResult:
     axes[1].set_ylabel("seconds")
     for ax in axes[:2]:
         ax.set_xlabel("n")
+        ax.set_xticks(sizes, [str(n) for n in sizes], minor=False)
+        ax.set_xticks([], minor=True)
         ax.legend(fontsize=8)
     for name, t in cross_times.items():
         axes[2].plot(small, np.array(t) * 1e6, "o-", ms=3, label=name)
