@@ -169,7 +169,8 @@ def search_grid(space: dict[str, Param], trials: int) -> dict[str, list[Any]]:
 
 class GPSampler(optuna.samplers.BaseSampler):
     """optuna's sampler interface over `nlplab.classic.bayesopt`: random points for the first `n_initial`
-    finished trials, then the maximiser of expected improvement under a GP fitted to the completed trials."""
+    finished trials, then the maximiser of expected improvement under a GP fitted to the finished trials — a pruned
+    trial counts with the dev figure of its last epoch, so the GP learns to avoid where the pruner stopped it."""
 
     def __init__(self, space: dict[str, Param], seed: int = 0, n_initial: int = 5) -> None:
         self.space, self.seed, self.n_initial = space, seed, n_initial
@@ -179,8 +180,8 @@ class GPSampler(optuna.samplers.BaseSampler):
         return {name: p.distribution() for name, p in self.space.items()}
 
     def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if set(self.space) <= set(t.params)]
+        done = [t for t in study.get_trials(deepcopy=False, states=FINISHED)
+                if t.value is not None and set(self.space) <= set(t.params)]
         if len(done) < self.n_initial:
             return {}
         optimizer = BayesianOptimizer(len(self.space), n_initial=1, seed=self.seed + trial.number)
