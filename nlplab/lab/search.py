@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from nlplab.data.registry import find_data, load_dataset
+from nlplab.data.registry import find_data
 from nlplab.lab.base import Lab, LabContext, LabResult
 from nlplab.lab.tune import Param, tune
-from nlplab.train.classify import Run
+from nlplab.runs import load_run
 
 METHODS = {"grid": "grid", "random": "random", "TPE": "bayes", "GP + EI": "gp"}
 RECIPE = {"task": "classify", "model": "bow", "tokenizer": "word", "min_freq": 2, "window_size": 256, "hidden_size": 128,
@@ -36,7 +36,7 @@ def space(quick: bool) -> dict[str, Param]:
             "epochs": Param("epochs", 1, 3 if quick else 8)}
 
 
-def search(method: str, data: Path, trials: int, quick: bool, seed: int, held_out: list) -> dict[str, Any]:
+def search(method: str, data: Path, trials: int, quick: bool, seed: int, held_out: Path) -> dict[str, Any]:
     """One method's study in a temporary folder: its trials' dev accuracy in order, the best recipe and the best
     run's accuracy on the held-out examples."""
     overrides = {**RECIPE, "data": str(data), **({"tokenizer": "char", "hidden_size": 32, "batch_size": 16} if quick else {})}
@@ -44,7 +44,7 @@ def search(method: str, data: Path, trials: int, quick: bool, seed: int, held_ou
         result = tune(None, space(quick), METHODS[method], trials, folder, overrides=overrides, seed=seed)
         trials_done = result.study.trials
         best = result.best
-        held = Run.load(Path(folder) / best["run"], "cpu").evaluate(held_out, "chnsenticorp dev") if best else {}
+        held = load_run(Path(folder) / best["run"], "cpu").evaluate(str(held_out)) if best else {}
     return {"values": [t.value if t.state == optuna.trial.TrialState.COMPLETE else None for t in trials_done],
             "states": [t.state.name.lower() for t in trials_done],
             "params": [t.params for t in trials_done],
@@ -58,17 +58,16 @@ def run(ctx: LabContext) -> LabResult:
 
     trials = 3 if ctx.quick else 16
     folder = find_data("chnsenticorp")
-    held_out = load_dataset("chnsenticorp").dev
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            data = folder / "train.tsv"
+            data, held_out = folder / "train.tsv", folder / "dev.tsv"
             if ctx.quick:
-                lines = data.read_text(encoding="utf-8").splitlines(keepends=True)
-                data = Path(tmp) / "train.tsv"
-                data.write_text("".join(lines[:801]), encoding="utf-8")
-                held_out = held_out[:300]
+                for name, rows in (("train.tsv", 800), ("dev.tsv", 300)):
+                    lines = (folder / name).read_text(encoding="utf-8").splitlines(keepends=True)
+                    (Path(tmp) / name).write_text("".join(lines[: rows + 1]), encoding="utf-8")
+                data, held_out = Path(tmp) / "train.tsv", Path(tmp) / "dev.tsv"
             outcomes = {method: ctx.step(method, lambda m=method: search(m, data, trials, ctx.quick, ctx.seed, held_out))
                         for method in ctx.bar(METHODS, desc="methods")}
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,34 +129,26 @@ def read_space(path: str | Path) -> dict[str, Param]:
 
 def parse_train_flags(tokens: Sequence[str]) -> dict[str, Any]:
     """`nlplab train` flags (`--lr 0.01`, `--lr=0.01`, `--kernel-sizes 2,3`, `--crf` / `--no-crf`) as overrides
-    {option: value}, each value converted to the option's type as `nlplab train` converts it."""
+    {option: text} (True / False for the switches); `load_config` converts the texts to the options' types."""
     fields = TrainConfig.fields()
     overrides: dict[str, Any] = {}
     tokens = [t for t in tokens if t != "--"]
     i = 0
     while i < len(tokens):
-        flag = tokens[i]
-        if not flag.startswith("--"):
-            raise ConfigError(f"expected a flag of `nlplab train` after the tune options, got {flag!r}")
-        flag, _, inline = flag[2:].partition("=")
+        if not tokens[i].startswith("--"):
+            raise ConfigError(f"expected a flag of `nlplab train` after the tune options, got {tokens[i]!r}")
+        flag, has_value, inline = tokens[i][2:].partition("=")
         name = flag.replace("-", "_")
-        negated = name.startswith("no_") and name[3:] in fields and str(fields[name[3:]].type).startswith("bool")
+        negated = name.startswith("no_") and name[3:] in fields
         if name not in fields and not negated:
             raise ConfigError(f"--{flag}: not an option of `nlplab train`; valid options: {', '.join(fields)}")
-        kind = str(fields[name[3:] if negated else name].type)
-        if kind.startswith("bool"):
+        if negated or typing.get_type_hints(TrainConfig)[name] is bool:
             overrides[name[3:] if negated else name], i = not negated, i + 1
             continue
-        if not inline and i + 1 >= len(tokens):
+        if not has_value and i + 1 >= len(tokens):
             raise ConfigError(f"--{flag} needs a value")
-        text = inline or tokens[i + 1]
-        i += 1 if inline else 2
-        try:
-            overrides[name] = (None if text.lower() in ("none", "null") and "None" in kind
-                               else [int(v) for v in text.split(",")] if "list" in kind
-                               else int(text) if kind.startswith("int") else float(text) if kind.startswith("float") else text)
-        except ValueError:
-            raise ConfigError(f"--{flag}: {text!r} is not a valid {kind}") from None
+        overrides[name] = inline if has_value else tokens[i + 1]
+        i += 1 if has_value else 2
     return overrides
 
 

@@ -100,14 +100,17 @@ def test_grid_values():
     assert search_grid({"dropout": Param("dropout", 0.0, 0.5)}, trials=2)["dropout"] == pytest.approx([0.125, 0.375])
 
 
-def test_train_flags_convert_like_nlplab_train():
-    assert parse_train_flags(["--", "--lr", "1e-3", "--kernel-sizes=2,3", "--crf", "--no-progress-like"] [:5]) == {
-        "lr": 1e-3, "kernel_sizes": [2, 3], "crf": True}
-    assert parse_train_flags(["--no-crf", "--epochs", "3", "--early-stop", "none", "--model", "rnn"]) == {
-        "crf": False, "epochs": 3, "early_stop": None, "model": "rnn"}
-    for bad, message in ((["--epoch", "3"], "not an option"), (["--epochs", "x"], "not a valid int"), (["--lr"], "needs a value")):
+def test_train_flags_override_the_recipe_as_in_nlplab_train():
+    flags = parse_train_flags(["--", "--lr", "1e-3", "--kernel-sizes=2,3", "--crf", "--early-stop", "none"])
+    assert flags == {"lr": "1e-3", "kernel_sizes": "2,3", "crf": True, "early_stop": "none"}
+    cfg = load_config(None, flags)  # converted to the options' types as `nlplab train` converts its flags
+    assert (cfg.lr, cfg.kernel_sizes, cfg.crf, cfg.early_stop) == (1e-3, [2, 3], True, None)
+    assert parse_train_flags(["--no-crf", "--epochs", "3"]) == {"crf": False, "epochs": "3"}
+    for bad, message in ((["--epoch", "3"], "not an option"), (["--lr"], "needs a value"), (["3"], "expected a flag")):
         with pytest.raises(ConfigError, match=message):
             parse_train_flags(bad)
+    with pytest.raises(ConfigError, match="--epochs must be an integer"):
+        load_config(None, parse_train_flags(["--epochs", "x"]))
 
 
 @pytest.mark.parametrize("space, message", [
