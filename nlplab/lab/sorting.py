@@ -4,7 +4,8 @@ stops beating merge sort.
 Random integer keys in [0, 2¹⁶) (two base-256 digits for radix sort; 65,536 buckets for counting sort, whose
 time is dominated by them at these n). For each algorithm and n: the key
 comparisons counted (counting and radix sort compare nothing: the keys or digits they read) and the best wall time
-of a few repeats. The growth exponent is the slope of log(count) and log(seconds) against log(n) — about 2 for
+of a few repeats, the garbage collector paused as `timeit` pauses it. The growth exponent is the slope of
+log(count) and log(seconds) against log(n) — about 2 for
 insertion, bubble and selection, a little over 1 for merge, quick and heap (n log n), 1 for counting and radix
 (n·k, k fixed). The crossover: for each small n, the median time of insertion and merge sort on fresh random
 lists; the first n from which merge sort stays faster.
@@ -12,7 +13,10 @@ lists; the first n from which merge sort stays faster.
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -23,17 +27,32 @@ QUADRATIC, LOGLINEAR, LINEAR = ("insertion", "bubble", "selection"), ("merge", "
 KEY_RANGE = 2**16
 
 
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The garbage collector off inside the block, as `timeit` does: a full collection walks every object of the
+    process (torch, SciPy...) and would land in whichever sort happens to trigger it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def timed(sort: Callable[[list[int]], list[int]], keys: list[int]) -> float:
+    with no_gc():
+        t0 = time.perf_counter()
+        sort(keys)
+        return time.perf_counter() - t0
+
+
 def measure(name: str, keys: list[int], repeats: int) -> tuple[int, float]:
     """(comparisons or key reads, best seconds of `repeats` runs) of sort `name` on `keys`."""
     counter = Counter()
     out = SORTS[name](keys, counter=counter)
     assert out == sorted(keys)
-    seconds = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        SORTS[name](keys)
-        seconds.append(time.perf_counter() - t0)
-    return counter.comparisons or counter.key_reads, min(seconds)
+    return counter.comparisons or counter.key_reads, min(timed(SORTS[name], keys) for _ in range(repeats))
 
 
 def slope(n: list[int], values: list[float]) -> float:
@@ -49,9 +68,7 @@ def crossover(ctx: LabContext, sizes: list[int], trials: int, rng: np.random.Gen
         for _ in range(trials):
             keys = rng.integers(0, KEY_RANGE, n).tolist()
             for name in times:
-                t0 = time.perf_counter()
-                SORTS[name](keys)
-                runs[name].append(time.perf_counter() - t0)
+                runs[name].append(timed(SORTS[name], keys))
         for name in times:
             times[name].append(float(np.median(runs[name])))
     faster = [m < i for m, i in zip(times["merge"], times["insertion"])]
