@@ -2,13 +2,12 @@
 stops beating merge sort.
 
 Random integer keys in [0, 2¹⁶) (two base-256 digits for radix sort; 65,536 buckets for counting sort, whose
-time is dominated by them at these n). For each algorithm and n: the key
-comparisons counted (counting and radix sort compare nothing: the keys or digits they read) and the best wall time
-of a few repeats, the garbage collector paused as `timeit` pauses it. The growth exponent is the slope of
-log(count) and log(seconds) against log(n) — about 2 for
-insertion, bubble and selection, a little over 1 for merge, quick and heap (n log n), 1 for counting and radix
-(n·k, k fixed). The crossover: for each small n, the median time of insertion and merge sort on fresh random
-lists; the first n from which merge sort stays faster.
+time is dominated by them at these n). For each algorithm and n: the key comparisons counted (counting and radix
+sort compare nothing: the keys or digits they read) and the best wall time of a few repeats, the garbage
+collector paused as `timeit` pauses it. The growth exponent is the slope of log(count) and log(seconds) against
+log(n) — about 2 for insertion, bubble and selection, a little over 1 for merge, quick and heap (n log n), 1 for
+counting and radix (n·k, k fixed). The crossover: for each small n, the median time of insertion and merge sort
+on fresh random lists; the first n from which merge sort stays faster.
 """
 
 from __future__ import annotations
