@@ -35,8 +35,8 @@ from nlplab.classic.bayesopt import BayesianOptimizer
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write, atomic_write_text
 from nlplab.lab.base import markdown_table, plt_backend
-from nlplab.train.config import TrainConfig, load_config, read_yaml
-from nlplab.train.trainer import train
+from nlplab.train.config import SELECTION_METRICS, TrainConfig, load_config, read_yaml
+from nlplab.train.trainer import task_class, train
 
 SEARCHES = ("grid", "random", "bayes", "gp")
 MINIMISED = ("loss", "ppl")
@@ -280,9 +280,6 @@ def tune(config: str | Path | None, space: dict[str, Param], search: str, trials
 
 def default_metric(cfg: TrainConfig) -> str:
     """The dev figure the task selects its best epoch by."""
-    from nlplab.train.config import SELECTION_METRICS
-    from nlplab.train.trainer import task_class
-
     return cfg.metric if cfg.task in SELECTION_METRICS else task_class(cfg.task).metric
 
 
