@@ -34,6 +34,10 @@ LABS = {
     "imbalance": "nlplab.lab.imbalance",
     "optimizers": "nlplab.lab.optimizers",
     "parallel": "nlplab.lab.parallel",
+    "mutual-info": "nlplab.lab.mutual_info",
+    "boundaries": "nlplab.lab.boundaries",
+    "sorting": "nlplab.lab.sorting",
+    "search": "nlplab.lab.search",
 }
 
 

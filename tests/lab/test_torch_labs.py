@@ -1,10 +1,6 @@
 """Each quick torch lab runs end to end, its claim holds, and one or two of its figures point the claim's way."""
 
-import json
-
 import pytest
-
-from nlplab.lab import run_lab
 
 
 def check_attention_scale(data: dict) -> None:
@@ -45,10 +41,5 @@ CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_quick_lab_holds(name, tmp_path):
-    result = run_lab(name, tmp_path, quick=True, progress=False)
-    assert result.holds, result.summary
-    data = json.loads((tmp_path / f"{name}.json").read_text())
-    assert data["holds"] and data["quick"] and data["plots"]
-    assert all((tmp_path / plot).stat().st_size > 0 for plot in data["plots"])
-    CHECKS[name](data)
+def test_quick_lab_holds(name, quick_lab):
+    CHECKS[name](quick_lab(name))
