@@ -1,33 +1,15 @@
-"""`nlplab train`: every recipe option as a flag, grouped by section, with its help, choices and default."""
+"""`nlplab train`: every recipe option as a flag (`add_recipe_arguments`), a YAML recipe, and the run directory."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nlplab.cli.args import leaf
-from nlplab.train.config import SECTIONS, TrainConfig
-
-
-def option_help(f: dataclasses.Field) -> dict[str, Any]:
-    """add_argument keywords for a recipe option: its help line with choices and default, and a bool's --no- form.
-    Values stay text here: the recipe reader converts and checks them, naming the flag in its message."""
-    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-    shown = ",".join(map(str, default)) if isinstance(default, list) else default
-    text = f"{f.metadata['help']} (default: {shown})"
-    kind, choices = str(f.type), f.metadata["choices"]
-    if kind.startswith("bool"):
-        return {"action": argparse.BooleanOptionalAction, "help": text}
-    metavar = ("{" + ",".join(choices) + "}" if choices else "N,N" if "list" in kind else "N" if "int" in kind
-               else "X" if "float" in kind else "TEXT")
-    if f.name == "tokenizer":
-        metavar += "|DIR"
-    return {"metavar": metavar, "help": text}
+from nlplab.train.config import TrainConfig, add_recipe_arguments
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -59,8 +41,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
                                                            "(from the beginning when it has none yet)")
     run.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start again")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
-    groups = {"task": p.add_argument_group("task"),
-              **{name: p.add_argument_group(f"{name}: {about}") for name, about in SECTIONS.items()}}
-    for name, f in TrainConfig.fields().items():
-        groups[f.metadata["section"]].add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **option_help(f))
+    add_recipe_arguments(p)
     return {"train": cmd_train}

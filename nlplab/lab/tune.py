@@ -19,9 +19,9 @@ same parameters) any trial an interruption cut short, until the budget of finish
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from nlplab.classic.bayesopt import BayesianOptimizer
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write, atomic_write_text
 from nlplab.lab.base import markdown_table, plt_backend
-from nlplab.train.config import SELECTION_METRICS, TrainConfig, load_config, read_yaml
+from nlplab.train.config import SELECTION_METRICS, TrainConfig, add_recipe_arguments, load_config, read_yaml
 from nlplab.train.trainer import task_class, train
 
 SEARCHES = ("grid", "random", "bayes", "gp")
@@ -128,28 +128,20 @@ def read_space(path: str | Path) -> dict[str, Param]:
 
 
 def parse_train_flags(tokens: Sequence[str]) -> dict[str, Any]:
-    """`nlplab train` flags (`--lr 0.01`, `--lr=0.01`, `--kernel-sizes 2,3`, `--crf` / `--no-crf`) as overrides
-    {option: text} (True / False for the switches); `load_config` converts the texts to the options' types."""
-    fields = TrainConfig.fields()
-    overrides: dict[str, Any] = {}
-    tokens = [t for t in tokens if t != "--"]
-    i = 0
-    while i < len(tokens):
-        if not tokens[i].startswith("--"):
-            raise ConfigError(f"expected a flag of `nlplab train` after the tune options, got {tokens[i]!r}")
-        flag, has_value, inline = tokens[i][2:].partition("=")
-        name = flag.replace("-", "_")
-        negated = name.startswith("no_") and name[3:] in fields
-        if name not in fields and not negated:
-            raise ConfigError(f"--{flag}: not an option of `nlplab train`; valid options: {', '.join(fields)}")
-        if negated or typing.get_type_hints(TrainConfig)[name] is bool:
-            overrides[name[3:] if negated else name], i = not negated, i + 1
-            continue
-        if not has_value and i + 1 >= len(tokens):
-            raise ConfigError(f"--{flag} needs a value")
-        overrides[name] = inline if has_value else tokens[i + 1]
-        i += 1 if has_value else 2
-    return overrides
+    """`nlplab train` flags (`--lr 0.01`, `--lr=0.01`, `--kernel-sizes 2,3`, `--crf` / `--no-crf`), parsed by the
+    same arguments as `nlplab train` (`add_recipe_arguments`), as overrides {option: text} (True / False for the
+    switches); `load_config` converts the texts to the options' types."""
+    parser = argparse.ArgumentParser(prog="nlplab train", add_help=False, allow_abbrev=False, exit_on_error=False)
+    add_recipe_arguments(parser)
+    try:
+        given, unknown = parser.parse_known_args([t for t in tokens if t != "--"])
+    except argparse.ArgumentError as e:
+        raise ConfigError(f"{e.argument_name} needs a value" if "expected one argument" in e.message else str(e)) from None
+    if unknown:
+        flag = unknown[0]
+        raise ConfigError(f"{flag.partition('=')[0]}: not an option of `nlplab train`; see `nlplab train --help`"
+                          if flag.startswith("--") else f"expected a flag of `nlplab train` after the tune options, got {flag!r}")
+    return {name: value for name, value in vars(given).items() if value is not None}
 
 
 def search_grid(space: dict[str, Param], trials: int) -> dict[str, list[Any]]:

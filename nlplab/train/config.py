@@ -16,6 +16,7 @@ is; `window_size: banana` is an error naming the key); a bad value raises Config
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import types
@@ -303,3 +304,28 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     flags = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
     values.update(flags)
     return TrainConfig.from_dict(values, source=str(path) if path else "", flags=frozenset(flags))
+
+
+def option_help(f: dataclasses.Field) -> dict[str, Any]:
+    """add_argument keywords for a recipe option: its help line with choices and default, and a bool's --no- form.
+    Values stay text here: the recipe reader converts and checks them, naming the flag in its message."""
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    text = f"{f.metadata['help']} (default: {shown})"
+    kind, choices = str(f.type), f.metadata["choices"]
+    if kind.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction, "help": text}
+    metavar = ("{" + ",".join(choices) + "}" if choices else "N,N" if "list" in kind else "N" if "int" in kind
+               else "X" if "float" in kind else "TEXT")
+    if f.name == "tokenizer":
+        metavar += "|DIR"
+    return {"metavar": metavar, "help": text}
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option of the recipe as a flag of `parser` (`--window-size`, ...), in one argument group per section;
+    unset flags are None, so `load_config` knows which ones the command line gave."""
+    groups = {"task": parser.add_argument_group("task"),
+              **{name: parser.add_argument_group(f"{name}: {about}") for name, about in SECTIONS.items()}}
+    for name, f in TrainConfig.fields().items():
+        groups[f.metadata["section"]].add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, **option_help(f))
