@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from nlplab import __version__
-from nlplab.errors import NlplabError
+from nlplab.dist.launch import launched
+from nlplab.errors import ConfigError, NlplabError, RunError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 MODULES = ["nlplab.cli.train", "nlplab.cli.use", "nlplab.cli.tokenizer", "nlplab.lab.cli", "nlplab.serve.cli"]
@@ -60,13 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    rank = launched()[0]
     try:
         handlers[args.command](args)
     except NlplabError as e:
-        print(f"nlplab: error: {e}", file=sys.stderr)
+        if rank == 0 or not isinstance(e, (ConfigError, RunError)):  # the same on every process: said once
+            print(f"nlplab: error{f' (rank {rank})' if rank else ''}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"nlplab: interrupted; {resume_hint(args)}", file=sys.stderr)
+        if rank == 0:
+            print(f"nlplab: interrupted; {resume_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

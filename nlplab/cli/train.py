@@ -13,6 +13,8 @@ from nlplab.train.config import TrainConfig, add_recipe_arguments
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train; under torchrun every process runs this, and rank 0 alone prints."""
+    from nlplab.dist.launch import launched
     from nlplab.train.config import load_config
     from nlplab.train.trainer import CHECKPOINT, describe_epoch, train
 
@@ -21,11 +23,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume and config_path is None and (out / "config.yaml").is_file():
         config_path = out / "config.yaml"
     cfg = load_config(config_path, overrides)
-    if args.resume and (out / "config.yaml").is_file() and not (out / CHECKPOINT).is_file():
+    main = launched()[0] == 0
+    if main and args.resume and (out / "config.yaml").is_file() and not (out / CHECKPOINT).is_file():
         print(f"{out}: interrupted before its first checkpoint; training it again from the beginning", file=sys.stderr)
     metrics = train(cfg, out, resume=args.resume, overwrite=args.overwrite,
                     on_epoch_end=lambda _epoch, row: print(describe_epoch(row), flush=True),
                     progress=False if args.no_progress else None)
+    if not main:
+        return
     test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
     print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                             for k, v in test.items()) + f" | run: {args.out}")

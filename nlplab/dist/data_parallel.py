@@ -37,6 +37,14 @@ def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
     return batch
 
 
+def batch_rows(batch: Any) -> int:
+    """The number of examples in a batch: the length of its first tensor (0 when it holds none)."""
+    if isinstance(batch, Tensor):
+        return len(batch)
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    return next((rows for rows in map(batch_rows, values) if rows), 0)
+
+
 def replicate_(module: nn.Module, group: Group, root: int = 0) -> None:
     """Step 1: overwrite every rank's parameters and buffers with the root's (binomial-tree broadcast)."""
     with torch.no_grad():

@@ -1,12 +1,15 @@
 """Starting a group of processes that talk through `torch.distributed`, and ending it cleanly when one fails.
 
-Two ways in:
+Three ways in:
 - `spawn(fn, world_size, *args)`: forks `world_size` processes on this machine, joins them into one gloo process
   group over 127.0.0.1 (a `TCPStore` the parent opens on a free port) and returns what `fn(*args)` returned on
   each rank. Tests, benchmarks and labs use it. A rank that raises, dies or outlives `timeout` ends the whole
   group (the others are terminated) with a `RankError` that names the rank and carries its traceback.
 - `init_from_env()`: inside a process started by `torchrun`, which sets RANK, WORLD_SIZE, MASTER_ADDR and
   MASTER_PORT, joins the group it describes (gloo on CPU, NCCL on CUDA).
+- `joined(strategy, device, timeout)`: what `nlplab train --strategy ...` runs in — the launcher's group joined for
+  the block (unless the process is in one already) and left after it, the device of this process (cuda:LOCAL_RANK
+  on CUDA), and a broken collective turned into a RankError that says what happened.
 
 Both give the process group a timeout, so a collective waiting for a rank that is gone fails instead of hanging.
 """
@@ -18,17 +21,19 @@ import functools
 import multiprocessing as mp
 import os
 import pickle
+import re
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from nlplab.errors import NlplabError
+from nlplab.errors import ConfigError, NlplabError
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -49,6 +54,46 @@ def init_from_env(backend: str | None = None, timeout: float = 300.0) -> tuple[i
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return dist.get_rank(), dist.get_world_size()
+
+
+def launched() -> tuple[int, int]:
+    """(rank, world size) that a launcher gave this process in its environment; (0, 1) when none did."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@contextmanager
+def joined(strategy: str, device: torch.device, timeout: float) -> Iterator[torch.device]:
+    """The block runs in the launcher's process group unless `strategy` is "single": joined here (NCCL for a CUDA
+    `device`, else gloo; every collective bounded by `timeout` seconds) unless this process is in a group already,
+    and left at the end. Yields the device to work on: cuda:LOCAL_RANK for CUDA, else `device`. A collective that
+    breaks because another process died, was stopped or stayed silent for `timeout` seconds raises RankError.
+    "single" refuses to run as one of several launched processes (they would all write the same run)."""
+    world_size = launched()[1]
+    if strategy == "single":
+        if world_size > 1:
+            raise ConfigError(f"started as {world_size} processes with --strategy single: each would train the same run "
+                              "alone; choose --strategy ddp (or zero1, zero2, zero3, fsdp, tp, pp), or start one process")
+        yield device
+        return
+    owned = not dist.is_initialized()
+    if owned:
+        if any(name not in os.environ for name in LAUNCHER_VARIABLES):
+            raise ConfigError(f"--strategy {strategy} runs on several processes: start it with `torchrun "
+                              "--nproc-per-node N -m nlplab train ...` (one machine; see README for several), or use "
+                              "--strategy single")
+        init_from_env("nccl" if device.type == "cuda" else "gloo", timeout)
+    try:
+        yield torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if device.type == "cuda" else device
+    except RuntimeError as error:
+        if not (isinstance(error, dist.DistError) or "gloo" in str(error)):
+            raise
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip().splitlines()[0]).split(". ")[0]
+        raise RankError(f"rank {dist.get_rank()} lost contact with the others ({cause}): a process died, was stopped or "
+                        f"did not answer within --dist-timeout {timeout:g} s; the run keeps its last checkpoint, "
+                        "continue it with --resume") from None
+    finally:
+        if owned:
+            dist.destroy_process_group()
 
 
 def _run_rank(fn: Callable[..., Any], args: tuple[Any, ...], rank: int, world_size: int, store_path: str,

@@ -38,7 +38,7 @@ def split_layers(n_layer: int, stages: int) -> list[range]:
     """n_layer layers in `stages` contiguous ranges of nearly equal length (the first ones one longer)."""
     if not 1 <= stages <= n_layer:
         raise ConfigError(f"a pipeline of {stages} stages needs at least {stages} layers, the model has {n_layer}; "
-                          "use fewer stages (processes) or more layers")
+                          "use fewer stages (processes) or more layers (--layers)")
     sizes = [n_layer // stages + (i < n_layer % stages) for i in range(stages)]
     starts = [sum(sizes[:i]) for i in range(stages)]
     return [range(start, start + size) for start, size in zip(starts, sizes)]

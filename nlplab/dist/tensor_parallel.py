@@ -91,8 +91,8 @@ class ColumnParallelLinear(nn.Module):
                  parts: int = 1, algorithm: str = "ring") -> None:
         super().__init__()
         self.group, self.copy_input, self.parts, self.algorithm = group, copy_input, parts, algorithm
-        self.weight = nn.Parameter(column_piece(weight, group, parts))
-        self.bias = None if bias is None else nn.Parameter(column_piece(bias, group, parts))
+        self.weight = nn.Parameter(self.piece(weight))
+        self.bias = None if bias is None else nn.Parameter(self.piece(bias))
 
     @classmethod
     def from_dense(cls, linear: Linear | nn.Linear, group: Group, copy_input: bool = True, parts: int = 1,
@@ -104,6 +104,10 @@ class ColumnParallelLinear(nn.Module):
         if self.copy_input:
             x = copy_to_parallel(x, self.group, self.algorithm)
         return F.linear(x, self.weight, self.bias)
+
+    def piece(self, whole: Tensor) -> Tensor:
+        """This rank's piece of a dense weight or bias (or of a tensor shaped like one, e.g. its Adam moments)."""
+        return column_piece(whole, self.group, self.parts)
 
     def full(self, tensor: Tensor) -> Tensor:
         """The dense weight or bias from every rank's piece of it."""
@@ -119,8 +123,8 @@ class RowParallelLinear(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor | None, group: Group, algorithm: str = "ring") -> None:
         super().__init__()
         self.group, self.algorithm = group, algorithm
-        self.weight = nn.Parameter(weight.detach().chunk(group.size, dim=1)[group.rank].clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.weight = nn.Parameter(self.piece(weight))
+        self.bias = None if bias is None else nn.Parameter(self.piece(bias))
 
     @classmethod
     def from_dense(cls, linear: Linear | nn.Linear, group: Group, algorithm: str = "ring") -> RowParallelLinear:
@@ -130,6 +134,12 @@ class RowParallelLinear(nn.Module):
     def forward(self, y: Tensor) -> Tensor:
         z = reduce_from_parallel(F.linear(y, self.weight), self.group, self.algorithm)
         return z if self.bias is None else z + self.bias
+
+    def piece(self, whole: Tensor) -> Tensor:
+        """This rank's columns of a dense weight (its input features); the bias is whole on every rank."""
+        if whole.dim() == 1:
+            return whole.detach().clone()
+        return whole.detach().chunk(self.group.size, dim=1)[self.group.rank].clone()
 
     def full(self, tensor: Tensor) -> Tensor:
         if tensor.dim() == 1:
@@ -181,14 +191,16 @@ def tensor_parallel_(model: nn.Module, group: Group, algorithm: str = "ring") ->
     return model
 
 
+def split_parameters(model: nn.Module) -> dict[str, ColumnParallelLinear | RowParallelLinear]:
+    """{parameter name: the parallel layer it is a piece of} for the split layers of a tensor-parallel model."""
+    return {f"{name}.{key}": module for name, module in model.named_modules()
+            if isinstance(module, (ColumnParallelLinear, RowParallelLinear))
+            for key, tensor in (("weight", module.weight), ("bias", module.bias)) if tensor is not None}
+
+
 @torch.no_grad()
 def full_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """The dense state dict of a tensor-parallel model (every piece gathered, on every rank): it loads into the
     model before `tensor_parallel_`."""
-    state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-    for name, module in model.named_modules():
-        if isinstance(module, (ColumnParallelLinear, RowParallelLinear)):
-            for key, tensor in (("weight", module.weight), ("bias", module.bias)):
-                if tensor is not None:
-                    state[f"{name}.{key}"] = module.full(tensor)
-    return state
+    layers = split_parameters(model)
+    return {name: layers[name].full(t) if name in layers else t.detach().clone() for name, t in model.state_dict().items()}

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from nlplab.dist.collectives import Group, all_gather, chunk_sizes, reduce_scatter
 from nlplab.dist.data_parallel import clip_grad_norm_, replicate_
+from nlplab.dist.optimizer_state import gathered_state, state_pieces
 from nlplab.errors import ConfigError
 
 STAGES = (1, 2, 3)
@@ -153,12 +154,14 @@ class Zero:
     def owner_sizes(self, params: list[nn.Parameter]) -> list[int]:
         return [sum(self.sizes[p][r] for p in params) for r in range(self.group.size)]
 
-    def gathered_tensors(self, params: list[nn.Parameter]) -> list[Tensor]:
-        """The whole tensors of `params`, from one all-gather of every rank's shards laid end to end."""
+    def gathered_tensors(self, params: list[nn.Parameter], pieces: list[Tensor] | None = None) -> list[Tensor]:
+        """The whole tensors of `params`, from one all-gather of every rank's shards laid end to end (or of
+        `pieces`, tensors shaped like this rank's shards of them, e.g. their Adam moments)."""
         if not params:
             return []
         sizes = self.owner_sizes(params)
-        flat = all_gather(torch.cat([self.shards[p].detach() for p in params]), self.group, sizes)
+        pieces = pieces if pieces is not None else [self.shards[p].detach() for p in params]
+        flat = all_gather(torch.cat([piece.flatten() for piece in pieces]), self.group, sizes)
         blocks = [block.split([self.sizes[p][r] for p in params]) for r, block in enumerate(flat.split(sizes))]
         return [torch.cat([block[i] for block in blocks]).view(self.shapes[p]) for i, p in enumerate(params)]
 
@@ -222,6 +225,23 @@ class Zero:
         for p, full in zip(self.params, self.gathered_tensors(self.params)):
             state[names[p]] = full
         return state
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        """The optimizer's state as one process's optimizer over the model's trainable parameters would hold it
+        (`nlplab.dist.optimizer_state`), on every rank."""
+        shards = [self.shards[p] for p in self.params]
+        return gathered_state(self.optimizer.state_dict(), shards,
+                              lambda indices, pieces: self.gathered_tensors([self.params[i] for i in indices], pieces))
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        """Take an `optimizer_state_dict()` (saved by any number of ranks, or by one process): each rank keeps the
+        pieces of its shards."""
+        def cut(i: int, whole: Tensor) -> Tensor:
+            p = self.params[i]
+            lo = sum(self.sizes[p][: self.group.rank])
+            return whole.reshape(-1)[lo:lo + self.sizes[p][self.group.rank]].clone()
+
+        self.optimizer.load_state_dict(state_pieces(state, [self.shapes[p] for p in self.params], cut))
 
     def state_bytes(self) -> int:
         """Model-state bytes this rank holds now (see `state_bytes`)."""

@@ -47,13 +47,15 @@ class EarlyStopping:
             return value > self.best + self.min_delta
         return value < self.best - self.min_delta
 
-    def step(self, value: float, model: torch.nn.Module) -> bool:
-        """Record this epoch's ``value``; keep a copy of ``model``'s weights if it is the best; return True to stop."""
+    def step(self, value: float, model: torch.nn.Module | None) -> bool:
+        """Record this epoch's ``value``; keep a copy of ``model``'s weights if it is the best (None: decide only,
+        as the processes of a distributed run that do not save weights); return True to stop."""
         value = float(value)
         self.epoch += 1
         if self.improves(value):
             self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if model is not None:
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             self.bad_epochs += 1
         return self.bad_epochs >= self.patience

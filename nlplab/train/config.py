@@ -9,6 +9,7 @@ file may list the options flat or in sections by concern, as `config.yaml` of a 
     model: {name: bow, embed_dim: 128, ...}
     optim: {epochs: 5, lr: 0.002, ...}
     run:   {seed: 0, device: auto, ...}
+    dist:  {strategy: single, ...}
 
 Values are type-checked and converted when read (`lr: 1e-3`, which YAML reads as a string, becomes the float it
 is; `window_size: banana` is an error naming the key); a bad value raises ConfigError, never a traceback.
@@ -27,10 +28,11 @@ from typing import Any
 
 import yaml
 
+from nlplab.dist.strategy import STRATEGIES
 from nlplab.errors import ConfigError
 from nlplab.models.classifier import MODELS as CLASSIFIERS
 from nlplab.models.lm import NEURAL_LMS
-from nlplab.models.matcher import LOSSES
+from nlplab.models.matcher import DEFAULT_LOSS, LOSSES
 from nlplab.models.matcher import MODELS as MATCHERS
 from nlplab.models.tagger import MODELS as TAGGERS
 from nlplab.nn.activations import ACTIVATIONS
@@ -40,7 +42,8 @@ from nlplab.text import TOKENIZERS
 from nlplab.text.ngram import SMOOTHINGS
 
 SECTIONS = {"data": "the data and its tokens", "model": "the model's shape", "optim": "optimisation",
-            "run": "the run: seed, device, checkpoints"}
+            "run": "the run: seed, device, checkpoints",
+            "dist": "several processes or machines, started by torchrun"}
 """Section name -> what its options are about (the groups of the recipe file and of `nlplab train --help`)."""
 
 MODELS = {"classify": CLASSIFIERS, "lm": ("gpt", "ngram", *(m for m in NEURAL_LMS if m != "gpt")), "tag": TAGGERS,
@@ -54,6 +57,10 @@ SELECTION_METRICS = {"classify": ("accuracy", "macro_f1"), "match": ("accuracy",
 """Dev metrics that may select the best epoch, per task; tag always selects by entity/word F1, lm by perplexity."""
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+IN_BATCH_NEGATIVES = ("infonce", "infonce-unsup", "triplet")
+"""Matching losses that take the other examples of a batch as negatives: not a sum over examples, so a batch cut
+across processes would change them."""
 
 
 def option(default: Any, section: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -118,6 +125,13 @@ class TrainConfig:
     device: str = option("auto", "run", "auto picks CUDA when present", DEVICES)
     impl: str = option("fused", "run", "fused torch kernels or the hand-written layers", ("fused", "manual"))
     checkpoint_every: int = option(0, "run", "also checkpoint every N training steps (0: after each epoch only)")
+
+    strategy: str = option("single", "dist", "how the processes share the work: single (one process), ddp, zero1, "
+                                             "zero2, zero3, fsdp, tp (gpt/transformer layers split), pp (gpt layers "
+                                             "in stages); --batch-size stays the global batch", STRATEGIES)
+    micro_batches: int | None = option(None, "dist", "pp: micro-batches each batch is cut into (null: twice the stages)")
+    dist_timeout: float = option(1800.0, "dist", "seconds a process waits for the others at a collective before the "
+                                                 "job ends with an error")
 
     def __post_init__(self) -> None:
         if self.model is None and self.task in MODELS:
@@ -190,12 +204,35 @@ class TrainConfig:
              f"{at('moe_top_k')} must be in 1 … {at('moe_experts')}"),
             (self.metric in SELECTION_METRICS.get(self.task, (self.metric,)),
              f"{at('metric')} for task {self.task} must be one of {', '.join(SELECTION_METRICS.get(self.task, ()))}"),
+            (self.micro_batches is None or self.micro_batches >= 1, f"{at('micro_batches')} must be >= 1 or null"),
+            (self.dist_timeout > 0, f"{at('dist_timeout')} must be > 0 seconds"),
             (self.init_from is None or self.model in ("transformer", "simcse", "cross"),
              f"{at('init_from')} (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
         ]
-        for ok, message in checks:
+        for ok, message in checks + self.strategy_checks(at):
             if not ok:
                 raise ConfigError(located(source, message))
+
+    def strategy_checks(self, at: Any) -> list[tuple[bool, str]]:
+        """What a strategy other than single asks of the rest of the recipe (`at` names an option)."""
+        if self.strategy == "single":
+            return []
+        strategy = f"{at('strategy')} {self.strategy}"
+        loss = self.loss or DEFAULT_LOSS.get(self.model or "")
+        return [
+            (not (self.task == "lm" and self.model == "ngram"), f"the n-gram model is counted in one process; {strategy} "
+                                                                "needs a model trained by gradient descent"),
+            (self.moe_experts == 0, f"a mixture-of-experts GPT ({at('moe_experts')}) trains in one process: its experts "
+                                    f"are not spread over processes; drop {at('strategy')} or use a dense GPT"),
+            (self.strategy != "pp" or (self.task, self.model) == ("lm", "gpt"),
+             f"{strategy} cuts a GPT into stages: use --task lm --model gpt, or another strategy"),
+            (not ((self.l1 or self.l2) and self.strategy in ("zero2", "zero3", "fsdp", "pp")),
+             f"{at('l1' if self.l1 else 'l2')} penalises whole weight matrices, which {strategy} does not hold: use "
+             f"{at('weight_decay')} (adamw), or ddp, zero1 or tp"),
+            (not (self.task == "match" and loss in IN_BATCH_NEGATIVES and self.strategy != "tp"),
+             f"the {loss} loss takes the other pairs of a batch as negatives; {strategy} gives each process a part of "
+             f"the batch: use {at('loss')} contrastive or ce, or {at('strategy')} tp"),
+        ]
 
 
 def located(source: str, message: str) -> str:

@@ -7,6 +7,11 @@
 seeds make data order and dropout replayable).
 
 A task family supplies a `Task`: its data, model, batches, loss and metrics; the loop below is shared.
+
+Under `torchrun`, with `cfg.strategy` other than single, every process runs `train`: the model is built, then placed
+by the strategy (`nlplab.dist.strategy`: ddp, zero1-3, fsdp, tp, pp), and each process takes its share of every
+global batch; only rank 0 validates (on the whole model), logs and writes the run directory, whose checkpoints
+load in any number of processes, one included.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import torch
 import yaml
 
+from nlplab.dist import Strategy, build_strategy, joined
 from nlplab.errors import ConfigError, RunError
 from nlplab.io import atomic_write_text, read_json_object
 from nlplab.io import progress as progress_of
@@ -164,13 +170,42 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     """Train the model `cfg` describes into run directory `out`; returns the final metrics.
 
     `resume` continues from the last checkpoint; a run interrupted before its first checkpoint starts again from
-    the beginning. `overwrite` deletes a run already in `out` first."""
+    the beginning. `overwrite` deletes a run already in `out` first. Under a strategy (see the module docstring) the
+    data, the tokenizer and --resume's run directory must be at the same path for every process (one machine, or a
+    shared filesystem); every process returns the metrics and `on_epoch_end` is called on rank 0 only."""
     run_dir = Path(out)
-    checkpoint_path = run_dir / CHECKPOINT
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite deletes it: choose one")
+    with joined(cfg.strategy, resolve_device(cfg.device), cfg.dist_timeout) as device:
+        strategy = build_strategy(cfg.strategy, cfg.impl, micro_batches=cfg.micro_batches)
+        resume = shared_claim(strategy, run_dir, resume, overwrite)
+        task = task_class(cfg.task)(cfg, run_dir, resume, device)
+        seconds = task.fit_directly()
+        if seconds is None:
+            return fit(task, run_dir / CHECKPOINT, on_epoch_end, progress, strategy)
+    save_config(run_dir, cfg)
+    return save_metrics(task, best_epoch=None, epochs_run=0, train_seconds=seconds)
+
+
+def shared_claim(strategy: Strategy, run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """`claim_run_dir` on the main rank, its answer (or its RunError) on every rank."""
+    claim: dict[str, Any] | None = None
+    if strategy.is_main:
+        try:
+            claim = {"resume": claim_run_dir(run_dir, resume, overwrite)}
+        except RunError as error:
+            claim = {"error": str(error)}
+    claim = strategy.broadcast_json(claim)
+    if "error" in claim:
+        raise RunError(claim["error"])
+    return claim["resume"]
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Check `run_dir` against --resume and --overwrite, deleting the run it holds when asked to; returns whether
+    to resume (False when the run to resume had no checkpoint yet: it starts again)."""
     holds_run = (run_dir / "config.yaml").is_file()
-    if resume and not checkpoint_path.is_file():
+    if resume and not (run_dir / CHECKPOINT).is_file():
         if not holds_run:
             raise RunError(f"{run_dir}: nothing to resume (no {CHECKPOINT} and no run); run without --resume")
         resume, overwrite = False, True
@@ -179,12 +214,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
             raise RunError(f"{run_dir}: already holds a run; continue it with --resume, start it again with --overwrite "
                            "or choose another --out")
         shutil.rmtree(run_dir)
-    task = task_class(cfg.task)(cfg, run_dir, resume, resolve_device(cfg.device))
-    seconds = task.fit_directly()
-    if seconds is None:
-        return fit(task, checkpoint_path, on_epoch_end, progress)
-    save_config(run_dir, cfg)
-    return save_metrics(task, best_epoch=None, epochs_run=0, train_seconds=seconds)
+    return resume
 
 
 def save_config(run_dir: Path, cfg: TrainConfig) -> None:
@@ -241,99 +271,146 @@ def interruptible() -> Iterator[Callable[[], bool]]:
 
 
 def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
-        progress: bool | None) -> dict[str, Any]:
+        progress: bool | None, strategy: Strategy | None = None) -> dict[str, Any]:
     """The shared loop: epochs of forward/backward/step, validation, early stopping, checkpoints, curves.
 
     A checkpoint is saved after every epoch, every `cfg.checkpoint_every` steps, and when the run is interrupted
     (SIGINT/SIGTERM) between two steps; it holds the epoch's progress and the random state, so a resumed run
-    reaches the metrics of an uninterrupted one."""
-    cfg, run_dir, model = task.cfg, task.run_dir, task.model
+    reaches the metrics of an uninterrupted one.
+
+    `strategy` (default: one process) places the model: every process steps through it on its share of each batch;
+    the figures are summed over the processes, which agree on when to stop; checkpoints hold the whole model and one
+    process's optimizer state. Rank 0 validates the whole model (`strategy.whole_model`) and writes."""
+    strategy = strategy or Strategy()
+    cfg, run_dir, main = task.cfg, task.run_dir, strategy.is_main
     steps_per_epoch = task.num_train_batches()
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                momentum=cfg.momentum, impl=cfg.impl)
+    state = load_state(checkpoint_path) if task.resume else None
+    if state is not None:
+        task.model.load_state_dict(state["model"])
+    placed = strategy.wrap(task.model)
+    whole = task.model = placed if strategy.whole is None else strategy.whole
+    optimizer = strategy.build_optimizer(lambda params: build_optimizer(cfg.optimizer, params, lr=cfg.lr,
+                                                                        weight_decay=cfg.weight_decay,
+                                                                        momentum=cfg.momentum, impl=cfg.impl))
     scheduler = build_scheduler(cfg.schedule, optimizer, total_steps=cfg.epochs * steps_per_epoch,
                                 warmup_steps=cfg.warmup_steps, step_size=steps_per_epoch)
     stopper = EarlyStopping(patience=cfg.early_stop or cfg.epochs, mode=task.mode)
     history: list[dict[str, Any]] = []
     start_epoch, partial = 1, None
 
-    if task.resume:
-        state = load_state(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None:
+        strategy.load_optimizer_state_dict(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         stopper.load_state_dict(state["early_stopping"])
         history, start_epoch = state["history"], state["epoch"] + 1
         partial = state.get("partial_epoch")
-    else:
+    elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         task.save_meta(run_dir)
         save_config(run_dir, cfg)
 
-    def checkpoint(epoch_done: int, now: EpochProgress | None = None) -> None:
-        state = {"epoch": epoch_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(), "history": history}
+    def checkpoint(epoch_done: int, now: EpochProgress | None = None, weights: dict[str, Any] | None = None) -> None:
+        weights = strategy.state_dict() if weights is None else weights
+        moments = strategy.optimizer_state_dict(optimizer)
+        rng = ranks_random_state(strategy, task.device) if now is not None else None
+        if not main:
+            return
+        state = {"epoch": epoch_done, "model": weights, "optimizer": moments, "scheduler": scheduler.state_dict(),
+                 "early_stopping": stopper.state_dict(), "history": history}
         if now is not None:
-            state["partial_epoch"] = {**asdict(now), "rng": random_state(task.device)}
+            state["partial_epoch"] = {**asdict(now), "rng": rng}
         save_state(checkpoint_path, state)
+
+    def summed(figures: dict[str, float]) -> tuple[dict[str, float], bool]:
+        """The figures summed over the processes, and whether any of them was interrupted."""
+        figures = strategy.reduce_sum({**figures, "interrupted": float(interrupted())})
+        return figures, figures.pop("interrupted") > 0
 
     stopped = bool(history) and stopper.bad_epochs >= stopper.patience
     with interruptible() as interrupted:
         for epoch in range(start_epoch, cfg.epochs + 1):
             if stopped:
                 break
-            model.train()
+            placed.train()
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
             now = EpochProgress()
             if partial is not None:
-                set_random_state(partial.pop("rng"), task.device)
+                set_random_state(rank_random_state(partial.pop("rng"), strategy.rank), task.device)
                 now, partial = EpochProgress(**partial), None
             t0 = time.perf_counter() - now.seconds
             bar = progress_of(task.train_batches(order), total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
-                              unit=" steps", enabled=progress)
+                              unit=" steps", enabled=progress if main else False)
+            task.model = placed  # the steps go through the placed module, validation through the whole one
             for k, batch in enumerate(bar):
                 if k < now.steps:
                     continue
-                with autocast(task.device):
-                    loss, n, extra = task.step(to_device(batch, task.device))
-                optimizer.zero_grad(set_to_none=True)
-                task.objective(loss).backward()
+                strategy.zero_grad(optimizer)
+                loss, n, extra = strategy.forward_backward(lambda shard: forward(task, shard),
+                                                           to_device(batch, task.device), task.objective)
                 if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                    strategy.clip_grad_norm(cfg.grad_clip)
+                strategy.step(optimizer)
                 scheduler.step()
-                now.steps, now.seen, now.loss_sum = k + 1, now.seen + n, now.loss_sum + loss.item() * n
-                for key, value in extra.items():
+                figures, interrupted_now = summed({"loss": loss.item() * n, "seen": n, **extra})
+                now.steps, now.seen, now.loss_sum = k + 1, now.seen + int(figures.pop("seen")), now.loss_sum + figures.pop("loss")
+                for key, value in figures.items():
                     now.sums[key] = now.sums.get(key, 0.0) + value
                 bar.set_postfix(loss=f"{now.loss_sum / now.seen:.4f}")
                 step = (epoch - 1) * steps_per_epoch + k + 1
-                if interrupted() or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and k + 1 < steps_per_epoch):
+                if interrupted_now or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and k + 1 < steps_per_epoch):
                     now.seconds = time.perf_counter() - t0
                     checkpoint(epoch - 1, now)
-                    if interrupted():
+                    if interrupted_now:
                         raise KeyboardInterrupt
             bar.close()
+            task.model = whole
             seconds = time.perf_counter() - t0
-            val = task.validate()
+            weights = strategy.state_dict()
+            evaluated = strategy.whole_model(weights)
+            val = strategy.broadcast_json(task.validate() if main else None)
             row = {"epoch": epoch, "train_loss": now.loss_sum / now.seen,
                    **{f"train_{k}": v / now.seen for k, v in now.sums.items()}, **{f"val_{k}": v for k, v in val.items()},
                    "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "samples_per_second": now.seen / seconds}
             history.append(row)
-            stopped = stopper.step(val[task.metric], model)
-            checkpoint(epoch)
-            atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            if interrupted():
+            stopped = stopper.step(val[task.metric], evaluated)
+            checkpoint(epoch, weights=weights)
+            if main:
+                atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, row)
+            if summed({})[1]:
                 raise KeyboardInterrupt
 
-    stopper.restore(model)
-    save_weights(run_dir / WEIGHTS, model)
-    metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
-    plot_history(history, run_dir / "curves.png", metric=task.metric, title=f"{run_dir.name}: {cfg.task}, {cfg.model}",
-                 best_epoch=stopper.best_epoch)
-    return metrics
+    metrics = None
+    if main:
+        stopper.restore(task.model)
+        save_weights(run_dir / WEIGHTS, task.model)
+        metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
+        plot_history(history, run_dir / "curves.png", metric=task.metric, title=f"{run_dir.name}: {cfg.task}, {cfg.model}",
+                     best_epoch=stopper.best_epoch)
+    return strategy.broadcast_json(metrics)
+
+
+def forward(task: Task, batch: dict[str, Any]) -> tuple[torch.Tensor, int, dict[str, float]]:
+    """The task's step on a batch (already on its device), under the device's autocast."""
+    with autocast(task.device):
+        return task.step(batch)
+
+
+def ranks_random_state(strategy: Strategy, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """`random_state` of every process, in rank order (the same on every rank)."""
+    mine = random_state(device)
+    gathered = {name: strategy.all_gather(state) for name, state in mine.items()}
+    return [{name: gathered[name][rank] for name in mine} for rank in range(strategy.world_size)]
+
+
+def rank_random_state(states: list[dict[str, torch.Tensor]] | dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """This rank's saved random state (rank 0's when the run was saved by fewer processes; the one state of a
+    checkpoint from before distributed training)."""
+    if isinstance(states, dict):
+        return states
+    return states[rank] if rank < len(states) else states[0]
 
 
 def random_state(device: torch.device) -> dict[str, torch.Tensor]:
