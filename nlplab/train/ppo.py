@@ -92,6 +92,9 @@ class PPOTask(StageTask):
         self.model = ActorCritic(self.start.model, value).to(device)
         self.data = load_prompts(cfg.data, cfg.dev, cfg.max_chars)
         self.prompts = {split: [self.prompt_ids(p) for p in self.data.split(split)] for split in ("train", "dev", "test")}
+        empty = [split for split, prompts in self.prompts.items() if not prompts]
+        if empty:
+            raise DataError(f"{cfg.data}: no prompts in the {' and '.join(empty)} split; give more prompts or a --dev file")
         self.ptx_windows = self.pretraining_windows() if cfg.ptx_coef > 0 else []
         self.kl = kl_controller(cfg.beta, cfg.kl_target, cfg.kl_horizon)
         self.generator = torch.Generator().manual_seed(cfg.seed)
