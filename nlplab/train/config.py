@@ -254,6 +254,8 @@ class TrainConfig:
         strategy = f"{at('strategy')} {self.strategy}"
         loss = self.loss or DEFAULT_LOSS.get(self.model or "")
         return [
+            (self.task not in ALIGN_STAGES, f"--task {self.task} trains in one process (its policy, reference, value "
+                                            f"head and samples are not spread over processes): drop {at('strategy')}"),
             (not (self.task == "lm" and self.model == "ngram"), f"the n-gram model is counted in one process; {strategy} "
                                                                 "needs a model trained by gradient descent"),
             (self.moe_experts == 0, f"a mixture-of-experts GPT ({at('moe_experts')}) trains in one process: its experts "

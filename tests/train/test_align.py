@@ -207,6 +207,7 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys):
         (["--task", "sft", "--data", files["sft"], "--window-size", "4096"], "exceeds the 24 positions"),
         (["--task", "sft", "--data", files["sft"], "--init-from", str(root / "reward")], "a reward run of model gpt"),
         (["--task", "dpo", "--data", files["pref"], "--beta", "0"], "--beta must be > 0"),
+        (["--task", "dpo", "--data", files["pref"], "--strategy", "ddp"], "--task dpo trains in one process"),
     ]
     for number, (args, message) in enumerate(cases):
         assert main([*base, *args, "--out", str(tmp_path / f"r{number}")]) == 2, args
