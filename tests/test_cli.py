@@ -159,6 +159,7 @@ def test_every_subcommand_option_has_help():
 def test_data_lists_every_named_data_set_of_every_task(capsys):
     from nlplab.data.corpora import CORPORA
     from nlplab.data.pairs import PAIR_DATASETS
+    from nlplab.data.preferences import PREFERENCE_SETS, SFT_SETS
     from nlplab.data.registry import DATASETS
     from nlplab.data.tagging import TAGGING_DATASETS
 
@@ -166,7 +167,8 @@ def test_data_lists_every_named_data_set_of_every_task(capsys):
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
     expected = {**dict.fromkeys(DATASETS, "classify"), **dict.fromkeys(PAIR_DATASETS, "match"),
-                **dict.fromkeys(TAGGING_DATASETS, "tag"), **dict.fromkeys(CORPORA, "lm"), "mnist": "mnist"}
+                **dict.fromkeys(TAGGING_DATASETS, "tag"), **dict.fromkeys(CORPORA, "lm"), "mnist": "mnist",
+                **dict.fromkeys(SFT_SETS, "sft"), **dict.fromkeys(PREFERENCE_SETS, "reward,dpo")}
     assert rows == expected
     assert "looked for in:" in out.splitlines()[0]
 

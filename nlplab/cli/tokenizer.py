@@ -46,13 +46,13 @@ def cmd_data(args: argparse.Namespace) -> None:
     from nlplab.data.catalog import catalog, roots
 
     print("benchmark data sets are looked for in: " + ", ".join(roots()) + " (set NLPLAB_DATA to add a folder)")
-    print(f"{'name':<18}{'task':<10}{'train':>8}{'dev':>7}{'test':>7}  unit; note")
+    print(f"{'name':<20}{'task':<11}{'train':>8}{'dev':>7}{'test':>7}  unit; note")
     for e in catalog():
         if e.sizes is None:
-            print(f"{e.name:<18}{e.task:<10}{'unavailable':>22}  {e.note}")
+            print(f"{e.name:<20}{e.task:<11}{'unavailable':>22}  {e.note}")
         else:
             train, dev, test = e.sizes.values()
-            print(f"{e.name:<18}{e.task:<10}{train:>8}{dev:>7}{test:>7}  {e.unit}; {e.note}")
+            print(f"{e.name:<20}{e.task:<11}{train:>8}{dev:>7}{test:>7}  {e.unit}; {e.note}")
 
 
 TOKENIZER_COMMANDS = {"train": cmd_tokenizer_train, "encode": cmd_tokenizer_encode}

@@ -31,6 +31,9 @@ def cmd_train(args: argparse.Namespace) -> None:
                     progress=False if args.no_progress else None)
     if not main:
         return
+    from nlplab.cli.use import warn_skipped
+
+    warn_skipped(metrics.get("skipped_pairs", 0), cfg.data)
     test = {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}
     print(f"best epoch {metrics['best_epoch']} | test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                             for k, v in test.items()) + f" | run: {args.out}")

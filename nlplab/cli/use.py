@@ -17,6 +17,7 @@ JSON_FIGURES = {
     "tag": ("f1", "precision", "recall", "accuracy", "loss"),
     "match": ("loss", "accuracy", "f1", "precision", "recall", "spearman", "threshold"),
     "lm": ("loss", "ppl", "bits_per_char", "tokens"),
+    "reward": ("accuracy", "margin", "loss"),
 }
 """The figures on the last line of `nlplab eval`, per task."""
 
@@ -39,9 +40,19 @@ def print_report(task: str, rep: dict[str, Any]) -> None:
         print(f"data: {rep['data']}  pairs: {rep['examples']}  model: {rep['model']} ({rep['loss_name']})  "
               f"threshold: {rep['threshold']:.4f}")
         print("  ".join(f"{k} {rep[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "spearman", "loss")))
+    elif task == "reward":
+        print(f"data: {rep['data']}  pairs: {rep['examples']}")
+        print(f"accuracy {rep['accuracy']:.4f} (chosen scored above rejected)  margin {rep['margin']:.4f}  loss {rep['loss']:.4f}")
     else:
         print(f"data: {rep['data']}  documents: {rep['examples']}  tokens: {rep['tokens']}")
         print(f"perplexity {rep['ppl']:.3f}  bits per character {rep['bits_per_char']:.4f}  loss {rep['loss']:.4f} nats/token")
+
+
+def warn_skipped(skipped: int, data: str) -> None:
+    """The warning for preference pairs left out because their chosen and rejected answers were equal."""
+    if skipped:
+        print(f"nlplab: warning: {skipped} preference pair(s) of {data} skipped: the chosen answer equals the rejected "
+              "one", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -49,13 +60,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     predictor = load_run(args.run, args.device)
     rep = predictor.evaluate(args.data)
+    warn_skipped(rep.get("skipped_pairs", 0), rep["data"])
     print_report(predictor.task, rep)
     print(json.dumps({k: rep[k] for k in JSON_FIGURES[predictor.task] if k in rep}))
 
 
 def describe(record: dict[str, Any]) -> str:
     """One line of `nlplab predict` for a record: label<TAB>probability<TAB>text; text<TAB>entities (as
-    text/TYPE[start:end)), words or word/TAG; label<TAB>score<TAB>s1<TAB>s2."""
+    text/TYPE[start:end)), words or word/TAG; label<TAB>score<TAB>s1<TAB>s2; reward<TAB>prompt<TAB>response."""
+    if "reward" in record:
+        return f"{record['reward']:.4f}\t{record['prompt']}\t{record['response']}"
     if "probability" in record:
         return f"{record['label']}\t{record['probability']:.4f}\t{record['text']}"
     if "text_a" in record:
@@ -201,9 +215,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
                                   "run's data set)")
     add_device(p)
 
-    p = leaf(sub, "predict", "the model's output for each text: label and probability, entities, words, or match and score")
+    p = leaf(sub, "predict", "the model's output for each text: label and probability, entities, words, match and score, "
+                             "or reward")
     p.add_argument("run", help="a run directory")
-    p.add_argument("texts", nargs="*", help="texts to predict (matching runs: sentence1<TAB>sentence2)")
+    p.add_argument("texts", nargs="*", help="texts to predict (matching runs: sentence1<TAB>sentence2; reward runs: "
+                                            "prompt<TAB>response)")
     p.add_argument("--input", help="file with one text per line (blank lines skipped)")
     p.add_argument("--json", action="store_true", help="also print the records as one JSON list on the last line")
     add_device(p)

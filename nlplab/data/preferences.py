@@ -1,8 +1,10 @@
-"""Data for the InstructGPT stages: prompt → response pairs (SFT) and preference pairs (reward model, DPO).
+"""Data for the InstructGPT stages: prompt → response pairs (SFT), preference pairs (reward model, DPO) and
+prompts (PPO).
 
 Files are JSONL, one JSON object per line (blank lines skipped, other keys ignored):
     SFT          {"prompt": "写一条好评：", "response": "质量很好，物流也快"}
     preferences  {"prompt": "写一条好评：", "chosen": "很满意", "rejected": "太差了", "margin": 1.0}   (margin optional)
+    prompts      {"prompt": "写一条好评："}               (an SFT or preference file serves as well)
 A line that is not an object, lacks a field, holds a non-string text or an empty response / chosen / rejected is a
 DataError naming the file and line. A pair whose chosen equals its rejected teaches nothing: it is skipped and
 counted (the readers return the count; the caller warns). The prompt may be empty.
@@ -221,6 +223,43 @@ def load_preferences(name_or_path: str, dev_path: str | None = None, max_chars: 
     train, dev, test = shuffled_split(pairs, (0.8, 0.1, 0.1))
     note = f"{path.name} cut 80/10/10 into train/dev/test (seed 0)"
     return PreferenceDataset(path.name, train, dev, test, skipped, [note])
+
+
+@dataclass
+class PromptDataset(Splits):
+    """Prompts per split: what PPO samples responses to."""
+
+    name: str
+    train: list[str]
+    dev: list[str]
+    test: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The "prompt" of each line of a JSONL file (other keys ignored: SFT and preference files serve as well)."""
+    prompts = [text_field(obj, "prompt", ("prompt",), path, n, empty_ok=True) for n, obj in read_jsonl(path)]
+    if not prompts:
+        raise DataError('no prompts; give at least one {"prompt": ...} line', path)
+    return prompts
+
+
+def load_prompts(name_or_path: str, dev_path: str | None = None, max_chars: int | None = None) -> PromptDataset:
+    """The prompts of a built-in SFT or preference set (one per example), or of a JSONL file cut 80/10/10; a
+    `dev_path` file gives the dev (and test) prompts."""
+    if name_or_path in SFT_SETS or name_or_path in PREFERENCE_SETS:
+        source = load_sft(name_or_path, None, max_chars) if name_or_path in SFT_SETS else load_preferences(name_or_path, None, max_chars)
+        splits = [[example[0] for example in source.split(s)] for s in ("train", "dev", "test")]
+        notes = [f"the prompts of {name_or_path}", *source.notes]
+    else:
+        path = check_file(name_or_path, [*SFT_SETS, *PREFERENCE_SETS], '{"prompt"}')
+        prompts = read_prompts(path)
+        splits = [prompts, prompts, prompts] if dev_path is not None else shuffled_split(prompts, (0.8, 0.1, 0.1))
+        notes = [path.name + ("" if dev_path is not None else " cut 80/10/10 into train/dev/test (seed 0)")]
+    if dev_path is not None:
+        splits[1] = splits[2] = read_prompts(dev_path)
+        notes.append(f"dev split {dev_path}, also used as test")
+    return PromptDataset(Path(name_or_path).name, *splits, notes)
 
 
 def encode_row(prompt_ids: Sequence[int], response_ids: Sequence[int], bos: int | None = None, eos: int | None = None,

@@ -87,12 +87,17 @@ def build_lm(cfg: LMConfig) -> nn.Module:
     if cfg.model == "cnn":
         return GatedCNNLM(cfg)
     if cfg.model == "gpt":
-        if cfg.hidden_size % cfg.heads:
-            raise ConfigError(f"hidden_size {cfg.hidden_size} (--hidden-size) must be divisible by heads {cfg.heads} (--heads)")
-        return GPT(GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.layers, n_head=cfg.heads,
-                             n_embd=cfg.hidden_size, dropout=cfg.dropout, impl=cfg.impl, moe_experts=cfg.moe_experts,
-                             moe_top_k=cfg.moe_top_k))
+        return GPT(gpt_config(cfg))
     raise ConfigError(f"unknown language model {cfg.model!r}; choose ngram or one of {', '.join(NEURAL_LMS)}")
+
+
+def gpt_config(cfg: LMConfig) -> GPTConfig:
+    """The GPT an LMConfig of model gpt describes: n_embd = hidden_size (embed_dim is not used), d_ff = 4·n_embd."""
+    if cfg.hidden_size % cfg.heads:
+        raise ConfigError(f"hidden_size {cfg.hidden_size} (--hidden-size) must be divisible by heads {cfg.heads} (--heads)")
+    return GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.layers, n_head=cfg.heads,
+                     n_embd=cfg.hidden_size, dropout=cfg.dropout, impl=cfg.impl, moe_experts=cfg.moe_experts,
+                     moe_top_k=cfg.moe_top_k)
 
 
 def lm_loss(model: nn.Module, ids: Tensor, targets: Tensor, aux_weight: float = 0.01) -> tuple[Tensor, Tensor]:
@@ -102,7 +107,6 @@ def lm_loss(model: nn.Module, ids: Tensor, targets: Tensor, aux_weight: float = 
     loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
     aux = getattr(model, "aux_loss", None)
     return loss, loss + aux_weight * aux if isinstance(aux, Tensor) and aux.requires_grad else loss
-
 
 
 def response_logprobs(model: nn.Module, ids: Tensor, response_mask: Tensor,

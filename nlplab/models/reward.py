@@ -57,3 +57,13 @@ class RewardModel(nn.Module):
         """ids (B, T) right-padded, lengths (B,) real tokens per row -> r (B,), the value at each last real token."""
         rows = torch.arange(ids.shape[0], device=ids.device)
         return self(ids)[rows, lengths.to(ids.device) - 1]
+
+
+class ActorCritic(nn.Module):
+    """PPO's two trained models side by side, so that one optimizer steps both: `policy`, the causal LM that acts,
+    and `value`, a RewardModel whose v_t estimates the return from each state (InstructGPT starts it from the
+    reward model). Their state dict names them `policy.*` and `value.*`."""
+
+    def __init__(self, policy: nn.Module, value: RewardModel) -> None:
+        super().__init__()
+        self.policy, self.value = policy, value

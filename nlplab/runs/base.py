@@ -127,6 +127,10 @@ TASK_PREDICTORS = {
     "tag": "nlplab.runs.tag:TaggerPredictor",
     "match": "nlplab.runs.match:MatcherPredictor",
     "lm": "nlplab.runs.lm:LMPredictor",
+    "sft": "nlplab.runs.lm:PolicyPredictor",
+    "ppo": "nlplab.runs.lm:PolicyPredictor",
+    "dpo": "nlplab.runs.lm:PolicyPredictor",
+    "reward": "nlplab.runs.reward:RewardPredictor",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from nlplab.models.lm import LMConfig, build_lm
 from nlplab.runs.base import Generating, Record, RunPredictor
 from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
+from nlplab.train.init_from import causal_module, policy_of
 from nlplab.train.lm import NGRAM_FILE, count_characters, encode_stream, end_token_id, lm_figures, ngram_nll, stream_nll
 
 
@@ -77,3 +79,23 @@ class LMPredictor(Generating, RunPredictor):
             nll, tokens = self.nll([text])
             rows.append({"text": text, "logprob": -nll, "ppl": math.exp(nll / tokens)})
         return sorted(rows, key=lambda r: r["ppl"])
+
+
+class PolicyPredictor(LMPredictor):
+    """An sft, ppo or dpo run: a causal LM like a neural lm run. A prompt is read as the stages wrote their rows,
+    after the end-of-document token; `evaluate` defaults to the test split of the run's ptx_data (pd98-text unless
+    the recipe said otherwise), the perplexity whose rise is the alignment tax."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, device: str = "auto") -> None:
+        super().__init__(run_dir, cfg, device)
+        eos, encode = end_token_id(self.tokenizer), self.tokenizer.encode
+        self.lm = replace(self.lm, encode=lambda text: [eos, *encode(text)])
+
+    def build(self, shape: dict[str, Any]) -> nn.Module:
+        return causal_module(shape)
+
+    def load_model(self) -> nn.Module:
+        return policy_of(super().load_model())
+
+    def evaluate(self, data: str | None = None) -> Record:
+        return super().evaluate(data or self.cfg.ptx_data)

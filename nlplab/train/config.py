@@ -38,19 +38,24 @@ from nlplab.models.tagger import MODELS as TAGGERS
 from nlplab.nn.activations import ACTIVATIONS
 from nlplab.optim.build import OPTIMIZERS
 from nlplab.optim.schedules import SCHEDULES
+from nlplab.rlhf import DPO_LOSSES, KL_ESTIMATORS
 from nlplab.text import TOKENIZERS
 from nlplab.text.ngram import SMOOTHINGS
 
 SECTIONS = {"data": "the data and its tokens", "model": "the model's shape", "optim": "optimisation",
-            "run": "the run: seed, device, checkpoints",
+            "align": "the alignment stages (sft, reward, ppo, dpo)", "run": "the run: seed, device, checkpoints",
             "dist": "several processes or machines, started by torchrun"}
 """Section name -> what its options are about (the groups of the recipe file and of `nlplab train --help`)."""
 
+ALIGN_STAGES = ("sft", "reward", "ppo", "dpo")
+"""InstructGPT's stages (and DPO): each starts from a causal LM (`init_from`)."""
+
 MODELS = {"classify": CLASSIFIERS, "lm": ("gpt", "ngram", *(m for m in NEURAL_LMS if m != "gpt")), "tag": TAGGERS,
-          "match": MATCHERS}
+          "match": MATCHERS, **{stage: ("gpt",) for stage in ALIGN_STAGES}}
 """The models each task can train; the first is the task's default."""
 
-MODEL_KINDS = {"classify": "model", "lm": "language model", "tag": "tagging model", "match": "matching model"}
+MODEL_KINDS = {"classify": "model", "lm": "language model", "tag": "tagging model", "match": "matching model",
+               **{stage: "causal language model" for stage in ALIGN_STAGES}}
 """What a task calls its model in messages."""
 
 SELECTION_METRICS = {"classify": ("accuracy", "macro_f1"), "match": ("accuracy", "f1", "spearman")}
@@ -82,6 +87,8 @@ class TrainConfig:
     window_size: int = option(256, "data", "the context length: longest input in tokens (longer texts are cut, "
                                            "documents are windowed)")
     bucket: int = option(50, "data", "batches per length bucket (0: plain shuffle)")
+    max_chars: int | None = option(None, "data", "built-in sft and preference sets: keep only the reviews of at most this "
+                                                 "many characters (null: all)")
 
     model: str | None = option(None, "model", "the model (default: the task's first); " + "; ".join(f"{task}: {', '.join(models)}" for task, models in MODELS.items()),
                         tuple(dict.fromkeys(m for models in MODELS.values() for m in models)))
@@ -89,8 +96,9 @@ class TrainConfig:
     hidden_size: int = option(128, "model", "hidden size (RNN state, transformer width, matcher output)")
     layers: int = option(1, "model", "number of layers")
     heads: int = option(4, "model", "attention heads (transformer, gpt)")
-    init_from: str | None = option(None, "model", "a pretrained encoder to start from: a Hugging Face BERT folder or "
-                                                  "all-MiniLM-L6-v2")
+    init_from: str | None = option(None, "model", "a pretrained model to start from: a Hugging Face BERT folder or "
+                                                  "all-MiniLM-L6-v2 (classify, match); an nlplab lm, sft, ppo or dpo run "
+                                                  "of model gpt, or a Hugging Face GPT-2 folder (lm and the align stages)")
     num_filters: int = option(128, "model", "textcnn: filters per kernel width")
     kernel_sizes: list[int] = option(lambda: [2, 3, 4], "model", "textcnn/cnn: kernel widths, comma-separated")
     activation: str = option("relu", "model", "activation function", tuple(ACTIVATIONS))
@@ -120,6 +128,29 @@ class TrainConfig:
     early_stop: int | None = option(None, "optim", "stop after this many epochs without dev improvement")
     metric: str = option("accuracy", "optim", "dev metric that selects the best epoch (classify, match)",
                          tuple(dict.fromkeys(m for metrics in SELECTION_METRICS.values() for m in metrics)))
+
+    reward_model: str | None = option(None, "align", "ppo: the run of --task reward that scores the samples (it must "
+                                                     "share the policy's tokenizer)")
+    beta: float = option(0.1, "align", "the KL weight: ppo's penalty β·(log π − log π_ref) per token (its start with "
+                                       "kl_target), dpo's β")
+    kl_estimator: str = option("k1", "align", "ppo: the per-token KL estimate of the penalty (k1 = log π/π_ref as "
+                                              "InstructGPT; k3 never negative)", KL_ESTIMATORS)
+    kl_target: float | None = option(None, "align", "ppo: adapt β towards this KL per response, in nats (null: β fixed)")
+    kl_horizon: int = option(10000, "align", "ppo with kl_target: the adaptive controller's horizon, in samples")
+    clip_range: float = option(0.2, "align", "ppo: ε, how far the probability ratio π/π_old counts (1 ± ε)")
+    value_clip: float | None = option(0.2, "align", "ppo: how far a value may move from the rollout's (null: no clipping)")
+    vf_coef: float = option(0.1, "align", "ppo: the weight of the value loss")
+    gamma: float = option(1.0, "align", "ppo: the discount γ of GAE")
+    lam: float = option(0.95, "align", "ppo: λ of GAE (bias against variance of the advantages)")
+    ppo_epochs: int = option(4, "align", "ppo: passes over each rollout, in mini-batches of batch_size")
+    rollout_size: int = option(64, "align", "ppo: responses sampled per rollout; an epoch is a pass over the prompts")
+    max_new_tokens: int = option(48, "align", "ppo: the longest sampled response, in tokens")
+    ptx_coef: float = option(0.0, "align", "ppo: γ_ptx, the weight of the LM loss on pre-training text (0: plain PPO)")
+    ptx_data: str = option("pd98-text", "align", "ppo: the pre-training corpus of ptx; sft, ppo and dpo runs are "
+                                                 "evaluated on its test split by default")
+    dpo_loss: str = option("sigmoid", "align", "dpo: the loss, DPO's sigmoid or IPO's square", DPO_LOSSES)
+    label_smoothing: float = option(0.0, "align", "dpo with the sigmoid loss: the share of preferences taken as wrong "
+                                                  "(conservative DPO)")
 
     seed: int = option(0, "run", "seed of data order, initialisation and dropout")
     device: str = option("auto", "run", "auto picks CUDA when present", DEVICES)
@@ -206,8 +237,11 @@ class TrainConfig:
              f"{at('metric')} for task {self.task} must be one of {', '.join(SELECTION_METRICS.get(self.task, ()))}"),
             (self.micro_batches is None or self.micro_batches >= 1, f"{at('micro_batches')} must be >= 1 or null"),
             (self.dist_timeout > 0, f"{at('dist_timeout')} must be > 0 seconds"),
-            (self.init_from is None or self.model in ("transformer", "simcse", "cross"),
-             f"{at('init_from')} (a pretrained encoder folder) needs model: transformer (match: simcse or cross)"),
+            (self.init_from is None or self.model in ("transformer", "simcse", "cross")
+             or (self.task in ("lm", *ALIGN_STAGES) and self.model == "gpt"),
+             f"{at('init_from')} (a pretrained encoder, or for lm and the align stages a causal LM) needs model: transformer "
+             "(match: simcse or cross; lm and the align stages: gpt)"),
+            *self.align_checks(at),
         ]
         for ok, message in checks + self.strategy_checks(at):
             if not ok:
@@ -220,6 +254,8 @@ class TrainConfig:
         strategy = f"{at('strategy')} {self.strategy}"
         loss = self.loss or DEFAULT_LOSS.get(self.model or "")
         return [
+            (self.task not in ALIGN_STAGES, f"--task {self.task} trains in one process (its policy, reference, value "
+                                            f"head and samples are not spread over processes): drop {at('strategy')}"),
             (not (self.task == "lm" and self.model == "ngram"), f"the n-gram model is counted in one process; {strategy} "
                                                                 "needs a model trained by gradient descent"),
             (self.moe_experts == 0, f"a mixture-of-experts GPT ({at('moe_experts')}) trains in one process: its experts "
@@ -232,6 +268,27 @@ class TrainConfig:
             (not (self.task == "match" and loss in IN_BATCH_NEGATIVES and self.strategy != "tp"),
              f"the {loss} loss takes the other pairs of a batch as negatives; {strategy} gives each process a part of "
              f"the batch: use {at('loss')} contrastive or ce, or {at('strategy')} tp"),
+        ]
+
+    def align_checks(self, at: typing.Callable[[str], str]) -> list[tuple[bool, str]]:
+        """(ok, message) of the align section's options."""
+        return [
+            (self.task not in ALIGN_STAGES or self.init_from is not None,
+             f"--task {self.task} starts from a causal LM: give --init-from (init_from in a recipe), an nlplab lm or sft run "
+             "or a GPT-2 folder"),
+            (self.task != "ppo" or self.reward_model is not None,
+             "--task ppo needs a reward model: give --reward-model (reward_model in a recipe), a run of --task reward"),
+            (self.beta > 0 or (self.beta == 0 and self.task != "dpo"), f"{at('beta')} must be > 0 (ppo: >= 0)"),
+            (self.kl_target is None or self.kl_target > 0, f"{at('kl_target')} must be > 0 or null"),
+            (min(self.kl_horizon, self.ppo_epochs, self.rollout_size, self.max_new_tokens) >= 1,
+             f"{at('kl_horizon')}, {at('ppo_epochs')}, {at('rollout_size')} and {at('max_new_tokens')} must be >= 1"),
+            (self.clip_range > 0 and (self.value_clip is None or self.value_clip > 0),
+             f"{at('clip_range')} must be > 0 and {at('value_clip')} > 0 or null"),
+            (self.vf_coef >= 0 and self.ptx_coef >= 0, f"{at('vf_coef')} and {at('ptx_coef')} must be >= 0"),
+            (0 <= self.gamma <= 1 and 0 <= self.lam <= 1, f"{at('gamma')} and {at('lam')} must be in [0, 1]"),
+            (0 <= self.label_smoothing < 0.5 and (self.label_smoothing == 0 or self.dpo_loss == "sigmoid"),
+             f"{at('label_smoothing')} must be in [0, 0.5), and 0 with dpo_loss ipo"),
+            (self.max_chars is None or self.max_chars >= 1, f"{at('max_chars')} must be >= 1 or null"),
         ]
 
 

@@ -34,6 +34,7 @@ from nlplab.text import Tokenizer
 from nlplab.text.base import PAD, UNK
 from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
+from nlplab.train.init_from import load_starting_lm
 from nlplab.train.trainer import Task, task_tokenizer
 
 EOS = "<|endoftext|>"
@@ -97,7 +98,8 @@ def lm_figures(nll: float, tokens: int, characters: int) -> dict[str, float]:
 
 
 class LMTask(Task):
-    """Raw text -> next-token prediction; selects the epoch with the lowest validation perplexity."""
+    """Raw text -> next-token prediction; selects the epoch with the lowest validation perplexity. With init_from the
+    model (and tokenizer) continue a causal LM run or a GPT-2 folder (`nlplab.train.init_from`)."""
 
     metric, mode = "ppl", "min"
 
@@ -114,6 +116,10 @@ class LMTask(Task):
             raise ConfigError(f"the training split has fewer than --window-size + 1 = {cfg.window_size + 1} tokens; "
                               "use a smaller --window-size")
         torch.manual_seed(cfg.seed)
+        if cfg.init_from is not None:
+            start = load_starting_lm(cfg.init_from, cfg.window_size, cfg.dropout, cfg.impl)
+            self.shape, self.model = start.shape, start.model.to(device)
+            return
         self.shape = LMConfig(model=cfg.model, vocab_size=self.tokenizer.vocab_size, block_size=cfg.window_size,
                               embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, heads=cfg.heads,
                               kernel_size=max(cfg.kernel_sizes), dropout=cfg.dropout, moe_experts=cfg.moe_experts,

