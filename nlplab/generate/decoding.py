@@ -88,10 +88,12 @@ def sampler(temperature: float = 1.0, top_k: int | None = None, top_p: float | N
 
 
 @torch.no_grad()
-def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
-           pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[Tensor]:
-    """Yield each step's new tokens, (B,) for a (B, T) prompt or () for a (T,) prompt, as soon as they are chosen;
-    at most max_new_tokens steps, fewer when every row has emitted eos_id."""
+def decode_steps(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
+                 pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield each step's new tokens with the next-token logits they were picked from: ((B,), (B, V)) for a (B, T)
+    prompt, ((), (V,)) for a (T,) prompt, as soon as they are chosen; at most max_new_tokens steps, fewer when every
+    row has emitted eos_id. The logits are the model's own (before any processor), so log softmax of them scores
+    the tokens without another forward pass."""
     seq, single = check_prompt(prompt, max_new_tokens), torch.as_tensor(prompt).dim() == 1
     finished = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
     cache = None
@@ -102,9 +104,16 @@ def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None 
             token = token.masked_fill(finished, eos_id)
             finished |= token == eos_id
         seq = torch.cat([seq, token[:, None]], dim=1)
-        yield token[0] if single else token
+        yield (token[0], logits[0]) if single else (token, logits)
         if finished.all():
             return
+
+
+def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
+           pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[Tensor]:
+    """Yield each step's new tokens, (B,) for a (B, T) prompt or () for a (T,) prompt, as soon as they are chosen;
+    at most max_new_tokens steps, fewer when every row has emitted eos_id (`decode_steps` without the logits)."""
+    return (token for token, _ in decode_steps(model, prompt, max_new_tokens, eos_id, pick, use_cache))
 
 
 def collect(tokens: Iterator[Tensor]) -> Tensor:
