@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from nlplab.errors import ConfigError, RunError
 from nlplab.generate.beam import beam_search
@@ -27,7 +27,7 @@ from nlplab.generate.detokenize import Detokenizer
 from nlplab.io import read_json_object
 from nlplab.nn.functional import at_least_float32
 from nlplab.rlhf.logprobs import token_logprobs
-from nlplab.runtime import resolve_device
+from nlplab.runtime import compile_model, resolve_device
 
 STRATEGIES = ("greedy", "beam", "sample")
 NLPLAB_TEMPLATE = "问：{query}\n答：{response}\n"
@@ -75,6 +75,15 @@ class CausalLM:
             raise ConfigError(f"the prompt has {prompt_len} tokens, but {self.name} reads at most {self.context}; "
                               "shorten the prompt")
         return min(max_new_tokens, self.context - prompt_len)
+
+    def compile(self) -> None:
+        """Decode under torch.compile from now on, with dynamic shapes (the prompt length and the growing cache
+        would otherwise compile again at each new length): a module is compiled in place, so it keeps its class
+        (continuous batching still recognises nlplab's GPT); a step function is wrapped."""
+        if isinstance(self.step, nn.Module):
+            compile_model(self.step, dynamic=True)
+        else:
+            self.step = torch.compile(self.step, dynamic=True)
 
 
 def nlplab_chat(messages: list[Message]) -> str:

@@ -45,11 +45,27 @@ def check_prompt(prompt: Tensor, max_new_tokens: int) -> Tensor:
 
 
 def next_logits(model: Step, seq: Tensor, cache: Any, use_cache: bool) -> tuple[Tensor, Any]:
-    """Logits (B, V) of the token after seq (B, t). With use_cache and a cache, only seq's last token is fed."""
+    """Logits (B, V) of the token after seq (B, t). With use_cache and a cache, only seq's last token is fed.
+
+    The tensors fed and cached keep one memory layout from step to step (the last token copied out of seq, the
+    prompt's keys and values made contiguous like the concatenations that follow), so that a compiled model,
+    whose graphs hold the strides they were traced with, compiles once."""
     if not use_cache:
         return model(seq, None)[0][:, -1], None
-    logits, cache = model(seq if cache is None else seq[:, -1:], cache)
+    if cache is None:
+        logits, cache = model(seq, None)
+        return logits[:, -1], map_cache(cache, Tensor.contiguous)
+    logits, cache = model(seq[:, -1:].clone(memory_format=torch.contiguous_format), cache)
     return logits[:, -1], cache
+
+
+def map_cache(cache: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """`fn` applied to every tensor of a nested list/tuple cache; other objects (Hugging Face's caches) as they are."""
+    if isinstance(cache, Tensor):
+        return fn(cache)
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(map_cache(c, fn) for c in cache)
+    return cache
 
 
 def reorder_cache(cache: Any, index: Tensor) -> Any:
@@ -58,11 +74,7 @@ def reorder_cache(cache: Any, index: Tensor) -> Any:
     if hasattr(cache, "reorder_cache"):
         cache.reorder_cache(index)
         return cache
-    if isinstance(cache, Tensor):
-        return cache.index_select(0, index)
-    if isinstance(cache, (list, tuple)):
-        return type(cache)(reorder_cache(c, index) for c in cache)
-    return cache
+    return map_cache(cache, lambda t: t.index_select(0, index))
 
 
 def argmax_picker(logits: Tensor, history: Tensor) -> Tensor:
