@@ -224,10 +224,10 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float,
-                 compile_seconds: float | None = None) -> dict[str, Any]:
+                 compiling_seconds: float | None = None) -> dict[str, Any]:
     """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned;
-    `compile_seconds`, the part of train_seconds spent compiling (with --compile), when given."""
-    compiling = {} if compile_seconds is None else {"compile_seconds": compile_seconds}
+    `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as compile_seconds when given."""
+    compiling = {} if compiling_seconds is None else {"compile_seconds": compiling_seconds}
     metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
                "train_seconds": train_seconds, **compiling, **task.final_metrics()}
     atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
