@@ -38,13 +38,13 @@ def autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def compile_model(model: torch.nn.Module, dynamic: bool | None = None) -> torch.nn.Module:
+def compile_model(model: torch.nn.Module, dynamic: bool | None = None, backend: str = "inductor") -> torch.nn.Module:
     """`model`, compiled in place (`nn.Module.compile`): every later call runs through `torch.compile`, while the
     module keeps its class, parameters and state_dict keys (no `_orig_mod.` wrapper reaches a checkpoint). The first
     call for each new mode (train/eval), grad setting or input shape compiles (`dynamic` as torch.compile takes it:
     None compiles static shapes first and generalises a dimension once it changes); results equal eager ones up to
-    float rounding."""
-    model.compile(dynamic=dynamic)
+    float rounding. `backend` "eager" only captures the graphs (a quick check that a model compiles)."""
+    model.compile(dynamic=dynamic, backend=backend)
     return model
 
 
