@@ -18,8 +18,8 @@ def test_gpu_bench_runs_tiny_on_the_cpu(tmp_path):
     result = json.loads((tmp_path / "gpu.json").read_text())
     assert result["tiny"] and result["peak"]["flops_per_second"] > 0
     training = result["training"]
-    assert training["same_first_loss"] and set(training["rows"]) == {"nlplab eager", "HF eager", "nlplab compiled",
-                                                                     "HF compiled"}
+    assert training["same_logits"] and training["same_first_loss"]
+    assert set(training["rows"]) == {"nlplab eager", "HF eager", "nlplab compiled", "HF compiled"}
     for name, row in training["rows"].items():
         assert row["tokens_per_second"] > 0 and 0 < row["mfu"] < 1
         assert (row["compile_seconds"] > 0) == name.endswith("compiled")
