@@ -1,5 +1,6 @@
 """Generation speed: nlplab's decoding with and without the KV cache, against transformers' generate() on the same
-weights, for greedy and beam search (4 beams).
+weights, for greedy and beam search (4 beams), and greedy through `nlplab.generate.causal.generate` (what `nlplab
+generate` runs: ids and their log-probability, which it takes from the decoding steps, no second forward pass).
 
 A random Hugging Face GPT-2 (6 layers, d=384, 6 heads, vocab 8000, 512 positions) is saved and loaded by nlplab's
 GPT. Each round decodes the same prompts (32 tokens, `--new` new tokens, EOS disabled so every run makes all
@@ -28,6 +29,7 @@ import transformers
 from common import RESULTS, git_commit, machine, write_result
 
 from nlplab.generate import beam_search, greedy
+from nlplab.generate.causal import CausalLM, generate, nlplab_chat
 from nlplab.models.gpt import GPT
 
 SHAPE = {"n_layer": 6, "n_embd": 384, "n_head": 6, "n_positions": 512, "vocab_size": 8000}
@@ -41,8 +43,11 @@ def versions(ours: GPT, theirs: transformers.GPT2LMHeadModel, new: int) -> dict[
                               pad_token_id=0, eos_token_id=None, **kw)
         return out[0, len(prompt):].tolist()
 
+    lm = CausalLM(ours, list, list, None, SHAPE["n_positions"], nlplab_chat, "random GPT-2", has_tokenizer=False,
+                  vocab_size=SHAPE["vocab_size"])
     return {
         "nlplab greedy (KV cache)": lambda p: greedy(ours, p, new).tolist(),
+        "nlplab generate() greedy, scored": lambda p: generate(lm, p.tolist(), "greedy", new)[0].ids,
         "nlplab greedy (no cache)": lambda p: greedy(ours, p, new, use_cache=False).tolist(),
         "HF greedy": lambda p: hf(p),
         "nlplab beam 4 (KV cache)": lambda p: beam_search(ours, p, new, num_beams=4)[0].ids.tolist(),
@@ -69,7 +74,8 @@ def main() -> None:
     runs = versions(ours, theirs, args.new)
     with torch.no_grad():
         outputs = {name: run(prompts[0]) for name, run in runs.items()}
-    same = {"greedy": outputs["nlplab greedy (KV cache)"] == outputs["nlplab greedy (no cache)"] == outputs["HF greedy"],
+    same = {"greedy": outputs["nlplab greedy (KV cache)"] == outputs["nlplab greedy (no cache)"] == outputs["HF greedy"]
+            == outputs["nlplab generate() greedy, scored"],
             "beam 4": outputs["nlplab beam 4 (KV cache)"] == outputs["HF beam 4"]}
     names, rates = list(runs), {name: [] for name in runs}
     for r in range(args.rounds):
@@ -89,6 +95,7 @@ def main() -> None:
         return statistics.median(x / y for x, y in zip(rates[a], rates[b]))
 
     ratios = {"greedy nlplab/HF": ratio("nlplab greedy (KV cache)", "HF greedy"),
+              "generate() greedy, scored, nlplab/HF": ratio("nlplab generate() greedy, scored", "HF greedy"),
               "beam 4 nlplab/HF": ratio("nlplab beam 4 (KV cache)", "HF beam 4"),
               "KV cache speed-up (greedy)": ratio("nlplab greedy (KV cache)", "nlplab greedy (no cache)")}
     payload = {"command": "python " + shlex.join(sys.argv), "date": started.isoformat(timespec="seconds"),

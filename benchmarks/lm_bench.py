@@ -9,6 +9,8 @@ test splits: N = Σ_d (|d| + 1) predictions for every model (see nlplab.train.lm
 
     python benchmarks/lm_bench.py                       # 10-minute budget per neural model, as the issue asks
     python benchmarks/lm_bench.py --budget 0.2 --models ngram1,gru --out /tmp/lmb    # a smoke run
+
+benchmarks/gpu_bench.py builds the same table on a GPU (`run_neural` with a device and a wall clock).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,6 +29,7 @@ from common import RESULTS, git_commit, machine, write_result
 
 from nlplab.io import atomic_write
 from nlplab.optim import build_optimizer
+from nlplab.runtime import autocast
 from nlplab.train.config import TrainConfig
 from nlplab.train.lm import LMTask, stream_nll
 from nlplab.train.trainer import train
@@ -46,16 +50,25 @@ def base_config(tokenizer: str, **fields: object) -> TrainConfig:
                                   **fields})
 
 
-def run_ngram(order: int, tokenizer: str, work: Path) -> dict:
-    metrics = train(base_config(tokenizer, model="ngram", order=order), work / f"ngram{order}")
+def vocabulary(work: Path, **fields: object) -> tuple[dict, str]:
+    """One char vocabulary for every model: the metrics and tokenizer folder of a unigram run, reused by the rest."""
+    first = train(base_config("char", model="ngram", order=1, **fields), work / "vocab")
+    return first, str(work / "vocab" / "tokenizer")
+
+
+def run_ngram(order: int, tokenizer: str, work: Path, **fields: object) -> dict:
+    metrics = train(base_config(tokenizer, model="ngram", order=order, **fields), work / f"ngram{order}")
     return {"model": f"{order}-gram KN", "train_seconds": metrics["train_seconds"], "dev_ppl": metrics["dev"]["ppl"],
             "test_ppl": metrics["test"]["ppl"], "test_bits_per_char": metrics["test"]["bits_per_char"],
             "parameters": None, "curve": []}
 
 
-def run_neural(name: str, tokenizer: str, budget: float, every: float, curve_tokens: int) -> dict:
-    cfg = base_config(tokenizer, model=name, **SHAPES[name])
-    task = LMTask(cfg, Path(tempfile.mkdtemp()), resume=False, device=torch.device("cpu"))
+def run_neural(name: str, tokenizer: str, budget: float, every: float, curve_tokens: int,
+               device: torch.device = torch.device("cpu"), clock: Callable[[], float] = time.process_time,
+               **fields: object) -> dict:
+    """Train `name` for `budget` seconds of `clock` spent in training steps (bf16 autocast on CUDA), then score it."""
+    cfg = base_config(tokenizer, model=name, **{**SHAPES[name], "device": device.type, **fields})
+    task = LMTask(cfg, Path(tempfile.mkdtemp()), resume=False, device=device)
     model = task.model
     optimizer = build_optimizer("adam", model.parameters(), lr=cfg.lr)
     probe = task.streams["dev"][: curve_tokens + 1]
@@ -69,14 +82,15 @@ def run_neural(name: str, tokenizer: str, budget: float, every: float, curve_tok
                 curve.append({"seconds": spent, "steps": steps, "val_ppl": float(torch.exp(torch.tensor(nll / n)))})
                 print(f"  {name} {spent:7.1f}s step {steps:6d} val ppl {curve[-1]['val_ppl']:.2f}", flush=True)
                 next_eval += every
-            t0 = time.process_time()
+            t0 = clock()
             model.train()
-            loss, _, _ = task.step(batch)
+            with autocast(task.device):
+                loss, _, _ = task.step(batch)
             optimizer.zero_grad(set_to_none=True)
             task.objective(loss).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            spent += time.process_time() - t0
+            spent += clock() - t0
             steps += 1
             if spent >= budget:
                 break
@@ -112,6 +126,18 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def table(rows: list[dict], time_header: str) -> list[str]:
+    """The Markdown table of the rows of run_ngram / run_neural."""
+    lines = [f"| model | parameters | {time_header} | steps (epochs) | validation PPL | test PPL | test bits/char |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        steps = f"{r['steps']} ({r['epochs']})" if "steps" in r else "counts"
+        params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else "—"
+        lines.append(f"| {r['model']} | {params} | {r['train_seconds']:.0f} s | {steps} | {r['dev_ppl']:.2f} | "
+                     f"{r['test_ppl']:.2f} | {r['test_bits_per_char']:.3f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS))
@@ -123,9 +149,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     work = Path(tempfile.mkdtemp())
-    # one char vocabulary for every model: the tokenizer of the trigram run, reused by the rest
-    first = train(base_config("char", model="ngram", order=1), work / "vocab")
-    tokenizer = str(work / "vocab" / "tokenizer")
+    first, tokenizer = vocabulary(work)
     rows = []
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
@@ -144,13 +168,7 @@ def main() -> None:
     lines = [f"# Language models on pd98-text (char level, vocabulary {first['vocab_size']})", "",
              f"Same split ({first['documents']} documents), same vocabulary; neural models trained for {args.budget:g} "
              "CPU minutes each (1 thread). Lower is better.", "",
-             "| model | parameters | training CPU | steps (epochs) | validation PPL | test PPL | test bits/char |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        steps = f"{r['steps']} ({r['epochs']})" if "steps" in r else "counts"
-        params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else "—"
-        lines.append(f"| {r['model']} | {params} | {r['train_seconds']:.0f} s | {steps} | {r['dev_ppl']:.2f} | "
-                     f"{r['test_ppl']:.2f} | {r['test_bits_per_char']:.3f} |")
+             *table(rows, "training CPU")]
     lines += ["", "![validation perplexity against training time](lm_perplexity.png)", "",
               f"`{payload['command']}` — {started:%Y-%m-%d}, {payload['wall_seconds'] / 60:.0f} min wall, "
               f"{payload['machine']['cpu']}, torch threads 1."]

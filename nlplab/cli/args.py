@@ -13,3 +13,7 @@ def leaf(sub: argparse._SubParsersAction, name: str, help: str, **kwargs: Any) -
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N (default: auto)")
+
+
+def add_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true", help="run the model under torch.compile (the first calls compile)")

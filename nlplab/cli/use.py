@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from nlplab.cli.args import add_device, leaf
+from nlplab.cli.args import add_compile, add_device, leaf
 from nlplab.errors import ConfigError
 
 JSON_FIGURES = {
@@ -133,6 +133,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from nlplab.runs import load_run
 
     predictor = load_run(args.model, args.device)
+    if args.compile:
+        predictor.compile()
     lm = causal_lm(predictor, "generate text")
     ids = prompt_ids(args, lm.encode)
     options = {"strategy": args.strategy, "max_new_tokens": args.max_new_tokens, "num_beams": args.beams,
@@ -179,7 +181,10 @@ def cmd_chat(args: argparse.Namespace) -> None:
     from nlplab.generate.chat import Chat
     from nlplab.runs import load_run
 
-    lm = causal_lm(load_run(args.model, args.device), "chat")
+    predictor = load_run(args.model, args.device)
+    if args.compile:
+        predictor.compile()
+    lm = causal_lm(predictor, "chat")
     chat = Chat(lm, max_length=args.max_length, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                 top_p=args.top_p, seed=args.seed, system=args.system, stop=args.stop)
     print("nlplab chat — empty line or Ctrl-D to quit, /clear to forget the history", file=sys.stderr)
@@ -249,6 +254,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     p.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     p.add_argument("--json", action="store_true", help='last line {"ids": [[...]], "texts": [...], "scores": [...]}')
     add_device(p)
+    add_compile(p)
 
     p = leaf(sub, "score", "log-probability and perplexity of sentences, most reasonable first")
     p.add_argument("run", help="an nlplab LM run (n-gram or neural)")
@@ -266,6 +272,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     p.add_argument("--system", help="system message (for templates that take one)")
     p.add_argument("--stop", action="append", default=[], help="stop when this text appears (repeatable)")
     add_device(p)
+    add_compile(p)
 
     p = leaf(sub, "match", "the corpus lines closest to a query, by a bi-encoder matching run; last line is JSON")
     p.add_argument("run", help="a `--task match` run with a bi-encoder (bow, cnn, lstm, simcse)")

@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from nlplab.errors import ConfigError, RunError
 from nlplab.generate.beam import beam_search
-from nlplab.generate.decoding import Step, argmax_picker, sampler, stream
+from nlplab.generate.decoding import Step, argmax_picker, decode_steps, sampler, stream
+from nlplab.generate.detokenize import Detokenizer
 from nlplab.io import read_json_object
-from nlplab.runtime import resolve_device
+from nlplab.nn.functional import at_least_float32
+from nlplab.rlhf.logprobs import token_logprobs
+from nlplab.runtime import compile_model, resolve_device
 
 STRATEGIES = ("greedy", "beam", "sample")
 NLPLAB_TEMPLATE = "问：{query}\n答：{response}\n"
@@ -73,6 +75,15 @@ class CausalLM:
             raise ConfigError(f"the prompt has {prompt_len} tokens, but {self.name} reads at most {self.context}; "
                               "shorten the prompt")
         return min(max_new_tokens, self.context - prompt_len)
+
+    def compile(self) -> None:
+        """Decode under torch.compile from now on, with dynamic shapes (the prompt length and the growing cache
+        would otherwise compile again at each new length): a module is compiled in place, so it keeps its class
+        (continuous batching still recognises nlplab's GPT); a step function is wrapped."""
+        if isinstance(self.step, nn.Module):
+            compile_model(self.step, dynamic=True)
+        else:
+            self.step = torch.compile(self.step, dynamic=True)
 
 
 def nlplab_chat(messages: list[Message]) -> str:
@@ -159,28 +170,6 @@ def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
     return CausalLM(step, encode, decode, eos_id, context, render, str(folder), dev, has_tokenizer, config.get("vocab_size"))
 
 
-def cut_at_stop(ids: list[int], decode: Callable[[Sequence[int]], str], stop: Sequence[str]) -> tuple[list[int], str, bool]:
-    """The shortest prefix of `ids` whose text contains a stop string, with the text cut before it; or all of
-    `ids` and their text when none occurs. Returns (ids, text, stopped)."""
-    text = decode(ids)
-    hits = [text.find(s) for s in stop if s and s in text]
-    if not hits:
-        return ids, text, False
-    k = next(k for k in range(1, len(ids) + 1) if any(s and s in decode(ids[:k]) for s in stop))
-    return ids[:k], text[: min(hits)], True
-
-
-@torch.no_grad()
-def continuation_logprob(step: Step, prompt: Tensor, ids: Sequence[int]) -> float:
-    """Σ log p(ids | prompt) under the model, natural log."""
-    if not ids:
-        return 0.0
-    seq = torch.cat([prompt, torch.tensor(list(ids), device=prompt.device)])
-    logits, _ = step(seq[None, :-1], None)
-    logp = F.log_softmax(logits[0, len(prompt) - 1 :].float(), dim=-1)
-    return logp.gather(1, seq[len(prompt) :, None]).sum().item()
-
-
 def picker(strategy: str, temperature: float, top_k: int | None, top_p: float | None, repetition_penalty: float,
            seed: int | None):
     """The token picker of greedy or sampling decoding; options are checked here so bad ones fail before decoding."""
@@ -198,20 +187,53 @@ def picker(strategy: str, temperature: float, top_k: int | None, top_p: float | 
     return sampler(temperature, top_k, top_p, repetition_penalty, generator)
 
 
+class Continuation:
+    """One continuation as its ids arrive: `ids` (EOS left out), `logprob` (the sum of their log-probabilities),
+    `text` (a Detokenizer; None for a model without a tokenizer when no stop string is given) and `done`, set by EOS
+    or a stop string (the text cut before it)."""
+
+    def __init__(self, lm: CausalLM, stop: Sequence[str] = ()) -> None:
+        self.eos_id = lm.eos_id
+        self.text = Detokenizer(lm.decode, stop) if lm.has_tokenizer or stop else None
+        self.ids: list[int] = self.text.ids if self.text is not None else []
+        self.logprob = 0.0
+        self.done = False
+
+    def add(self, token: int, logprob: float = 0.0) -> None:
+        if self.done:
+            return
+        if token == self.eos_id:
+            self.done = True
+            return
+        self.logprob += logprob
+        if self.text is None:
+            self.ids.append(token)
+        else:
+            self.done = self.text.add(token)
+
+    def generated(self, score: float | None = None) -> Generated:
+        """The continuation, scored by its log-probability unless another `score` is given."""
+        return Generated(list(self.ids), None if self.text is None else self.text.full,
+                         self.logprob if score is None else score)
+
+
 def stream_text(lm: CausalLM, prompt_ids: Sequence[int], pick: Any, max_new_tokens: int,
                 stop: Sequence[str] = ()) -> Iterator[tuple[list[int], str | None]]:
     """Decode one prompt token by token; yield (ids so far, text so far: None without a tokenizer) after each token,
-    ending early at EOS (left out) or when a stop string appears (cut before it)."""
+    ending early at EOS (left out) or when a stop string appears (cut before it). The text grows by whole
+    characters (`Detokenizer`): a character split across tokens appears with the token that completes it, and a
+    continuation that ends inside one is yielded once more with its text as decode() gives it (U+FFFD at the end)."""
     prompt = torch.tensor(list(prompt_ids), device=lm.device)
-    ids: list[int] = []
+    row = Continuation(lm, stop)
     for token in stream(lm.step, prompt, lm.room(len(prompt), max_new_tokens), lm.eos_id, sampling_on_cpu(pick)):
         if token.item() == lm.eos_id:
+            break
+        row.add(token.item())
+        yield list(row.ids), None if row.text is None else row.text.text
+        if row.done:
             return
-        ids.append(token.item())
-        ids_now, text, stopped = cut_at_stop(ids, lm.decode, stop) if lm.has_tokenizer or stop else (ids, None, False)
-        yield list(ids_now), text
-        if stopped:
-            return
+    if row.text is not None and row.text.pending:
+        yield list(row.ids), row.text.full
 
 
 def sampling_on_cpu(pick: Any) -> Any:
@@ -235,17 +257,20 @@ def generate(lm: CausalLM, prompt_ids: Sequence[int], strategy: str = "greedy", 
     if strategy == "beam":
         if num_return > num_beams:
             raise ConfigError(f"--num-return ({num_return}) cannot exceed --beams ({num_beams})")
-        hyps = beam_search(lm.step, prompt, budget, lm.eos_id, num_beams, length_penalty, num_return=num_return)
-        outputs = [(h.ids.tolist(), h.score) for h in hyps]
-    else:
-        if strategy == "greedy" and num_return > 1:
-            raise ConfigError("greedy decoding has one result; use --strategy sample or beam for --num-return > 1")
-        pick = picker(strategy, temperature, top_k, top_p, repetition_penalty, seed)
-        rows = torch.stack(list(stream(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, sampling_on_cpu(pick))), 1)
-        outputs = [(row.tolist(), None) for row in rows]
-    results = []
-    for ids, score in outputs:
-        ids = ids[: ids.index(lm.eos_id)] if lm.eos_id in ids else ids
-        ids, text, _ = cut_at_stop(ids, lm.decode, stop) if lm.has_tokenizer or stop else (ids, None, False)
-        results.append(Generated(ids, text, score if score is not None else continuation_logprob(lm.step, prompt, ids)))
-    return results
+        results = []
+        for h in beam_search(lm.step, prompt, budget, lm.eos_id, num_beams, length_penalty, num_return=num_return):
+            row = Continuation(lm, stop)
+            for token in h.ids.tolist():
+                row.add(token)
+            results.append(row.generated(h.score))
+        return results
+    if strategy == "greedy" and num_return > 1:
+        raise ConfigError("greedy decoding has one result; use --strategy sample or beam for --num-return > 1")
+    pick = picker(strategy, temperature, top_k, top_p, repetition_penalty, seed)
+    rows = [Continuation(lm, stop) for _ in range(num_return)]
+    for tokens, logits in decode_steps(lm.step, prompt.repeat(num_return, 1), budget, lm.eos_id, sampling_on_cpu(pick)):
+        for row, token, logprob in zip(rows, tokens.tolist(), token_logprobs(at_least_float32(logits), tokens).tolist()):
+            row.add(token, logprob)
+        if all(row.done for row in rows):
+            break
+    return [row.generated() for row in rows]

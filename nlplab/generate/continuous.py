@@ -29,17 +29,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nlplab.errors import ConfigError
-from nlplab.generate.causal import CausalLM, cut_at_stop, sampling_on_cpu
+from nlplab.generate.causal import CausalLM, sampling_on_cpu
 from nlplab.generate.decoding import Picker, Step
+from nlplab.generate.detokenize import Detokenizer
 from nlplab.models.gpt import GPT
 
 
 @dataclass(eq=False)
 class Decoding:
     """One sequence being generated: its prompt, picker (a greedy argmax or a sampler with its own generator) and
-    budget; `ids`, `text` (None without a tokenizer), `logprobs` (log p of each chosen token) grow as it decodes;
-    `finish` is None while it runs, then "stop" (EOS or a stop string), "length" (budget spent), "cancelled" or
-    "error" (a failed step)."""
+    budget; `ids`, `text` (None without a tokenizer; whole characters while it runs, see `Detokenizer`), `logprobs`
+    (log p of each chosen token) grow as it decodes; `finish` is None while it runs, then "stop" (EOS or a stop
+    string), "length" (budget spent), "cancelled" or "error" (a failed step)."""
 
     prompt: list[int]
     pick: Picker
@@ -52,6 +53,7 @@ class Decoding:
     cancelled: bool = False
     tag: Any = None
     """Whatever the caller attaches (the server keeps its delivery channel here)."""
+    detokenizer: Detokenizer | None = None
 
 
 class RaggedCache:
@@ -166,6 +168,8 @@ class ContinuousBatch:
         self.lm.check_ids(prompt)
         decoding = Decoding(list(prompt), pick, self.lm.room(len(prompt), max_new_tokens), tuple(stop), tag=tag,
                             text="" if self.lm.has_tokenizer else None)
+        if self.lm.has_tokenizer or stop:
+            decoding.detokenizer = Detokenizer(self.lm.decode, stop)
         with self.lock:
             self.waiting.append(decoding)
         return decoding
@@ -210,7 +214,7 @@ class ContinuousBatch:
                 d.finish = "cancelled"
                 self.stats["cancelled"] += 1
             elif token == self.lm.eos_id:
-                d.finish = "stop"
+                self.end(d, "stop")
             else:
                 self.extend(d, token, logp[i, token].item())
             changed.append(d)
@@ -228,17 +232,24 @@ class ContinuousBatch:
         return int(sampling_on_cpu(d.pick)(logits, history)[0])
 
     def extend(self, d: Decoding, token: int, logprob: float) -> None:
-        """Append a token; finish at a stop string (cut before it) or when the budget is spent."""
+        """Append a token; finish at a stop string (the text cut before it) or when the budget is spent."""
         d.ids.append(token)
         d.logprobs.append(logprob)
-        if self.lm.has_tokenizer or d.stop:
-            ids, d.text, stopped = cut_at_stop(d.ids, self.lm.decode, d.stop)
+        if d.detokenizer is not None:
+            stopped = d.detokenizer.add(token)
+            d.text = d.detokenizer.text
             if stopped:
-                del d.ids[len(ids):], d.logprobs[len(ids):]
                 d.finish = "stop"
                 return
         if len(d.ids) >= d.max_new_tokens:
-            d.finish = "length"
+            self.end(d, "length")
+
+    @staticmethod
+    def end(d: Decoding, finish: str) -> None:
+        """Finish `d`; its text becomes decode(ids) whole, with an unfinished last character as U+FFFD."""
+        d.finish = finish
+        if d.detokenizer is not None:
+            d.text = d.detokenizer.full
 
     def abort(self) -> list[Decoding]:
         """End every running sequence with finish "error" (after a failed step) and empty the batch."""

@@ -45,11 +45,27 @@ def check_prompt(prompt: Tensor, max_new_tokens: int) -> Tensor:
 
 
 def next_logits(model: Step, seq: Tensor, cache: Any, use_cache: bool) -> tuple[Tensor, Any]:
-    """Logits (B, V) of the token after seq (B, t). With use_cache and a cache, only seq's last token is fed."""
+    """Logits (B, V) of the token after seq (B, t). With use_cache and a cache, only seq's last token is fed.
+
+    The tensors fed and cached keep one memory layout from step to step (the last token copied out of seq, the
+    prompt's keys and values made contiguous like the concatenations that follow), so that a compiled model,
+    whose graphs hold the strides they were traced with, compiles once."""
     if not use_cache:
         return model(seq, None)[0][:, -1], None
-    logits, cache = model(seq if cache is None else seq[:, -1:], cache)
+    if cache is None:
+        logits, cache = model(seq, None)
+        return logits[:, -1], map_cache(cache, Tensor.contiguous)
+    logits, cache = model(seq[:, -1:].clone(memory_format=torch.contiguous_format), cache)
     return logits[:, -1], cache
+
+
+def map_cache(cache: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """`fn` applied to every tensor of a nested list/tuple cache; other objects (Hugging Face's caches) as they are."""
+    if isinstance(cache, Tensor):
+        return fn(cache)
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(map_cache(c, fn) for c in cache)
+    return cache
 
 
 def reorder_cache(cache: Any, index: Tensor) -> Any:
@@ -58,11 +74,7 @@ def reorder_cache(cache: Any, index: Tensor) -> Any:
     if hasattr(cache, "reorder_cache"):
         cache.reorder_cache(index)
         return cache
-    if isinstance(cache, Tensor):
-        return cache.index_select(0, index)
-    if isinstance(cache, (list, tuple)):
-        return type(cache)(reorder_cache(c, index) for c in cache)
-    return cache
+    return map_cache(cache, lambda t: t.index_select(0, index))
 
 
 def argmax_picker(logits: Tensor, history: Tensor) -> Tensor:
@@ -88,10 +100,12 @@ def sampler(temperature: float = 1.0, top_k: int | None = None, top_p: float | N
 
 
 @torch.no_grad()
-def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
-           pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[Tensor]:
-    """Yield each step's new tokens, (B,) for a (B, T) prompt or () for a (T,) prompt, as soon as they are chosen;
-    at most max_new_tokens steps, fewer when every row has emitted eos_id."""
+def decode_steps(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
+                 pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield each step's new tokens with the next-token logits they were picked from: ((B,), (B, V)) for a (B, T)
+    prompt, ((), (V,)) for a (T,) prompt, as soon as they are chosen; at most max_new_tokens steps, fewer when every
+    row has emitted eos_id. The logits are the model's own (before any processor), so log softmax of them scores
+    the tokens without another forward pass."""
     seq, single = check_prompt(prompt, max_new_tokens), torch.as_tensor(prompt).dim() == 1
     finished = torch.zeros(seq.shape[0], dtype=torch.bool, device=seq.device)
     cache = None
@@ -102,9 +116,16 @@ def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None 
             token = token.masked_fill(finished, eos_id)
             finished |= token == eos_id
         seq = torch.cat([seq, token[:, None]], dim=1)
-        yield token[0] if single else token
+        yield (token[0], logits[0]) if single else (token, logits)
         if finished.all():
             return
+
+
+def stream(model: Step, prompt: Tensor, max_new_tokens: int, eos_id: int | None = None,
+           pick: Picker = argmax_picker, use_cache: bool = True) -> Iterator[Tensor]:
+    """Yield each step's new tokens, (B,) for a (B, T) prompt or () for a (T,) prompt, as soon as they are chosen;
+    at most max_new_tokens steps, fewer when every row has emitted eos_id (`decode_steps` without the logits)."""
+    return (token for token, _ in decode_steps(model, prompt, max_new_tokens, eos_id, pick, use_cache))
 
 
 def collect(tokens: Iterator[Tensor]) -> Tensor:

@@ -22,6 +22,7 @@ from nlplab.errors import ConfigError
 from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.nn.activations import get_activation
 from nlplab.nn.cnn import TextCNN
+from nlplab.nn.functional import at_least_float32
 from nlplab.nn.layers import Dropout, Embedding, Linear
 from nlplab.nn.losses import cross_entropy
 from nlplab.nn.pooling import masked_max_pool, masked_mean_pool
@@ -127,4 +128,4 @@ class TextClassifier(nn.Module):
         if labels is None:
             return None, logits
         loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy
-        return loss_fn(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels), logits
+        return loss_fn(at_least_float32(logits), labels), logits

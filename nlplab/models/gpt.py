@@ -134,12 +134,15 @@ class GPT(nn.Module):
         prompted = x.shape[1] - ids.shape[1]
         past = 0 if cache is None else cache[0][0][0].shape[2]
         if positions is None:
+            check_positions(past + x.shape[1], self.cfg.block_size)
             positions = torch.arange(past, past + x.shape[1], device=ids.device)
-        elif prompted:
-            positions = torch.cat([torch.arange(prompted, device=ids.device).expand(len(ids), -1), positions], 1)
+        else:
+            if prompted:
+                positions = torch.cat([torch.arange(prompted, device=ids.device).expand(len(ids), -1), positions], 1)
+            if not torch.compiler.is_compiling():  # reading a tensor's value would break the compiled graph in two
+                check_positions(int(positions.max()) + 1, self.cfg.block_size)
         if key_padding_mask is not None and past + x.shape[1] > key_padding_mask.shape[1]:
             key_padding_mask = extend_mask(key_padding_mask, past + x.shape[1] - key_padding_mask.shape[1])
-        check_positions(int(positions.max()) + 1, self.cfg.block_size)
         x = self.drop(x + self.positions(positions))
         new_cache, aux = [], []
         for i, block in enumerate(self.blocks):

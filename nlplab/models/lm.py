@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from nlplab.errors import ConfigError
 from nlplab.models.gpt import GPT, GPTConfig
+from nlplab.nn.functional import at_least_float32
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear
 from nlplab.nn.rnn import GRU, LSTM, RNN
 from nlplab.rlhf.logprobs import token_logprobs
@@ -102,9 +103,10 @@ def gpt_config(cfg: LMConfig) -> GPTConfig:
 
 def lm_loss(model: nn.Module, ids: Tensor, targets: Tensor, aux_weight: float = 0.01) -> tuple[Tensor, Tensor]:
     """(mean next-token cross-entropy, the objective to minimise: + aux_weight · the MoE balance loss if any).
-    ids, targets (B, T); targets equal to -100 are not scored."""
+    ids, targets (B, T); targets equal to -100 are not scored. Logits in half precision (bf16 autocast) are scored
+    in float32, float64 ones in float64."""
     logits, _ = model(ids)
-    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    loss = F.cross_entropy(at_least_float32(logits.flatten(0, 1)), targets.flatten(), ignore_index=-100)
     aux = getattr(model, "aux_loss", None)
     return loss, loss + aux_weight * aux if isinstance(aux, Tensor) and aux.requires_grad else loss
 
@@ -118,5 +120,5 @@ def response_logprobs(model: nn.Module, ids: Tensor, response_mask: Tensor,
     divided by `temperature`) where response_mask[:, t + 1], else 0. logp.sum(1) is log π(y | x); PPO's ratio and
     KL penalty and DPO are made of these. Logits in half precision are scored in float32."""
     logits, _ = model(ids[:, :-1])
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = at_least_float32(logits)
     return token_logprobs(logits, ids[:, 1:], temperature).where(response_mask[:, 1:].bool(), 0), logits

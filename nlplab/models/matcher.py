@@ -35,7 +35,7 @@ from nlplab.errors import ConfigError
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.nn.activations import get_activation
-from nlplab.nn.functional import softmax
+from nlplab.nn.functional import at_least_float32, softmax
 from nlplab.nn.layers import Dropout, Embedding, Linear
 from nlplab.nn.losses import (
     contrastive_loss,
@@ -81,15 +81,10 @@ class MatcherConfig(ClassifierConfig):
             raise ConfigError(f"the {self.model} model needs its encoder shape: MatcherConfig(bert={{BertConfig fields}})")
 
 
-def full(x: Tensor) -> Tensor:
-    """x in at least float32 (outputs may be bf16 under autocast; float64 stays float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 def cross_entropy_loss(logits: Tensor, labels: Tensor, impl: str) -> Tensor:
     """Cross-entropy in at least float32, fused or hand-written."""
     loss_fn = F.cross_entropy if impl == "fused" else cross_entropy
-    return loss_fn(full(logits), labels)
+    return loss_fn(at_least_float32(logits), labels)
 
 
 class BiEncoder(nn.Module):
@@ -111,10 +106,10 @@ class BiEncoder(nn.Module):
         return z
 
     def forward(self, batch: dict[str, Any]) -> tuple[Tensor | None, Tensor]:
-        u, v = full(self.embed(batch["a"])), full(self.embed(batch["b"]))
+        u, v = at_least_float32(self.embed(batch["a"])), at_least_float32(self.embed(batch["b"]))
         if self.cfg.loss == "ce":
             logits = self.head(torch.cat([u, v, (u - v).abs()], dim=-1))
-            scores = softmax(full(logits), -1)[:, 1]
+            scores = softmax(at_least_float32(logits), -1)[:, 1]
         else:
             scores = cosine_similarity(u, v)
         labels = batch.get("labels")
@@ -173,7 +168,7 @@ class ESIM(nn.Module):
             pooled += [masked_mean_pool(y, side["mask"]), masked_max_pool(y, side["mask"])]
         logits = self.classifier(torch.cat(pooled, dim=-1))
         labels = batch.get("labels")
-        scores = softmax(full(logits), -1)[:, 1]
+        scores = softmax(at_least_float32(logits), -1)[:, 1]
         return (None if labels is None else cross_entropy_loss(logits, labels, self.cfg.impl)), scores
 
 
@@ -192,7 +187,7 @@ class CrossEncoder(nn.Module):
         hidden = self.encoder(pair["ids"], pair["mask"], pair["segments"])
         logits = self.head(self.dropout(masked_mean_pool(hidden, pair["mask"])))
         labels = batch.get("labels")
-        scores = softmax(full(logits), -1)[:, 1]
+        scores = softmax(at_least_float32(logits), -1)[:, 1]
         return (None if labels is None else cross_entropy_loss(logits, labels, self.cfg.impl)), scores
 
 

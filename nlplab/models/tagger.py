@@ -24,6 +24,7 @@ from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.nn.activations import get_activation
 from nlplab.nn.cnn import conv1d_unfold
 from nlplab.nn.crf import CRF, bio_constraints
+from nlplab.nn.functional import at_least_float32
 from nlplab.nn.layers import Dropout, Embedding, Linear, check_impl
 from nlplab.nn.losses import cross_entropy
 from nlplab.nn.rnn import GRU, LSTM
@@ -118,7 +119,7 @@ class Tagger(nn.Module):
         tags, mask = batch.get("tags"), batch["mask"]
         if tags is None:
             return None, emissions
-        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
+        emissions = at_least_float32(emissions)
         if self.crf is not None:
             return self.crf(emissions, tags, mask) / mask.sum(), emissions
         loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from nlplab.errors import ConfigError, DataError
+from nlplab.nn.functional import at_least_float32
 
 FORBIDDEN = -1e4
 
@@ -76,7 +77,7 @@ class CRF(nn.Module):
             mask = emissions.new_ones(emissions.shape[:2], dtype=torch.bool)
         if mask.shape != emissions.shape[:2] or not mask[:, 0].all():
             raise DataError(f"mask must have shape {tuple(emissions.shape[:2])} and be True at the first step of every row")
-        return emissions.to(torch.promote_types(emissions.dtype, torch.float32)), mask.bool()
+        return at_least_float32(emissions), mask.bool()
 
     def log_partition(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """log Z of each row by the forward algorithm: (B, T, K), (B, T) -> (B,)."""

@@ -7,7 +7,14 @@ nothing overflows, and the largest term is exp(0) = 1, so the sum is at least 1 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """x in float32 when its dtype is narrower (bf16/fp16 outputs under autocast), else unchanged (float64 stays
+    float64): the precision softmax, log-probabilities and losses are computed in."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _shift(x: Tensor, dim: int) -> Tensor:

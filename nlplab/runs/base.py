@@ -18,7 +18,7 @@ from torch import Tensor
 
 from nlplab.errors import ConfigError, DataError
 from nlplab.generate.causal import CausalLM, Generated, generate, picker, stream_text
-from nlplab.runtime import resolve_device
+from nlplab.runtime import compile_model, resolve_device
 from nlplab.text import Tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
@@ -69,6 +69,15 @@ class Predictor:
     def search(self, queries: Sequence[str], corpus: str | Path, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """The corpus lines nearest each query."""
         self.cannot("search a corpus")
+
+    def compile(self) -> None:
+        """Run the model under torch.compile from now on: a causal LM's decoding step (`CausalLM.compile`), else
+        the torch module (`nlplab.runtime.compile_model`); a counted model (n-gram) runs as it is."""
+        lm, model = getattr(self, "lm", None), getattr(self, "model", None)
+        if lm is not None:
+            lm.compile()
+        elif isinstance(model, torch.nn.Module):
+            compile_model(model)
 
 
 class Generating(Predictor):

@@ -31,6 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from nlplab.serve.server import serve
 
     predictor = load_run(args.model, args.device)
+    if args.compile:
+        predictor.compile()
     api_key = args.api_key or os.environ.get("NLPLAB_API_KEY") or None
     ident = model_id(args.model)
     app = create_app(predictor, ident, args.max_batch, args.max_new_tokens, api_key, args.timeout)
@@ -59,4 +61,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse
     p.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1/ (default: $NLPLAB_API_KEY, else open)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take (default: 60)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--compile", action="store_true", help="run the model under torch.compile (the first requests compile)")
     return {"serve": cmd_serve}

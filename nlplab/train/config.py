@@ -156,6 +156,7 @@ class TrainConfig:
     device: str = option("auto", "run", "auto picks CUDA when present", DEVICES)
     impl: str = option("fused", "run", "fused torch kernels or the hand-written layers", ("fused", "manual"))
     checkpoint_every: int = option(0, "run", "also checkpoint every N training steps (0: after each epoch only)")
+    compile: bool = option(False, "run", "run the model under torch.compile (compile time reported apart from step time)")
 
     strategy: str = option("single", "dist", "how the processes share the work: single (one process), ddp, zero1, "
                                              "zero2, zero3, fsdp, tp (gpt/transformer layers split), pp (gpt layers "

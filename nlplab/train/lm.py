@@ -29,6 +29,7 @@ from nlplab.data.corpora import TextCorpus, load_corpus
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write_text
 from nlplab.models.lm import LMConfig, build_lm, lm_loss
+from nlplab.nn.functional import at_least_float32
 from nlplab.runtime import forward_batches
 from nlplab.text import Tokenizer
 from nlplab.text.base import PAD, UNK
@@ -77,7 +78,7 @@ def stream_nll(model: nn.Module, stream: Tensor, size: int, batch_size: int, dev
     batches = ({"ids": torch.stack(group)} for group in groups)
     total = 0.0
     for batch, _, logits in forward_batches(model, batches, device, forward=lambda b: (None, model(b["ids"][:, :-1])[0])):
-        total += F.cross_entropy(logits.flatten(0, 1).float(), batch["ids"][:, 1:].flatten(), reduction="sum").item()
+        total += F.cross_entropy(at_least_float32(logits.flatten(0, 1)), batch["ids"][:, 1:].flatten(), reduction="sum").item()
     return total, len(stream) - 1
 
 

@@ -45,7 +45,7 @@ from nlplab.optim import (
     l1_penalty,
     l2_penalty,
 )
-from nlplab.runtime import autocast, resolve_device, to_device
+from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
 from nlplab.train.config import TrainConfig, load_config
@@ -194,6 +194,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         strategy = build_strategy(cfg.strategy, cfg.impl, micro_batches=cfg.micro_batches)
         resume = shared_claim(strategy, run_dir, resume, overwrite)
         task = task_class(cfg.task)(cfg, run_dir, resume, device)
+        if cfg.compile:
+            compile_model(task.model)
         seconds = task.fit_directly()
         if seconds is None:
             return fit(task, run_dir / CHECKPOINT, on_epoch_end, progress, strategy)
@@ -235,31 +237,39 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), allow_unicode=True, sort_keys=False))
 
 
-def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float) -> dict[str, Any]:
-    """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned."""
+def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float,
+                 compiling_seconds: float | None = None) -> dict[str, Any]:
+    """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned;
+    `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as compile_seconds when given."""
+    compiling = {} if compiling_seconds is None else {"compile_seconds": compiling_seconds}
     metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
-               "train_seconds": train_seconds, **task.final_metrics()}
+               "train_seconds": train_seconds, **compiling, **task.final_metrics()}
     atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
     return metrics
 
 
 def describe_epoch(row: dict[str, Any]) -> str:
-    """One line for a history row: `epoch 3: train loss 0.4123 accuracy 0.8 | val loss ... | 12.3s`."""
+    """One line for a history row: `epoch 3: train loss 0.4123 accuracy 0.8 | val loss ... | 12.3s` (with
+    `, 9.1s compiling` under --compile)."""
     train_figures = " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items() if k.startswith("train_") and k != "train_loss")
     val = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-    return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} {train_figures}".rstrip() + f" | val {val} | {row['seconds']:.1f}s"
+    compiling = f", {row['compile_seconds']:.1f}s compiling" if "compile_seconds" in row else ""
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} {train_figures}".rstrip()
+            + f" | val {val} | {row['seconds']:.1f}s{compiling}")
 
 
 @dataclass
 class EpochProgress:
     """Where the current epoch stands: steps taken, examples seen, sums of the loss and of the task's extra figures,
-    seconds spent. Saved in a checkpoint taken between steps, so that resuming finishes the epoch exactly."""
+    seconds spent (compile_seconds of them compiling). Saved in a checkpoint taken between steps, so that resuming
+    finishes the epoch exactly."""
 
     steps: int = 0
     seen: int = 0
     loss_sum: float = 0.0
     sums: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    compile_seconds: float = 0.0
 
 
 @contextmanager
@@ -353,7 +363,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
             if partial is not None:
                 set_random_state(rank_random_state(partial.pop("rng"), strategy.rank), task.device)
                 now, partial = EpochProgress(**partial), None
-            t0 = time.perf_counter() - now.seconds
+            t0, c0 = time.perf_counter() - now.seconds, compile_seconds() - now.compile_seconds
             bar = progress_of(task.train_batches(order), total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
                               unit=" steps", enabled=progress if main else False)
             task.model = placed  # the steps go through the placed module, validation through the whole one
@@ -374,19 +384,21 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
                 bar.set_postfix(loss=f"{now.loss_sum / now.seen:.4f}")
                 step = (epoch - 1) * steps_per_epoch + k + 1
                 if interrupted_now or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and k + 1 < steps_per_epoch):
-                    now.seconds = time.perf_counter() - t0
+                    now.seconds, now.compile_seconds = time.perf_counter() - t0, compile_seconds() - c0
                     checkpoint(epoch - 1, now)
                     if interrupted_now:
                         raise KeyboardInterrupt
             bar.close()
             task.model = whole
-            seconds = time.perf_counter() - t0
+            seconds, compiling = time.perf_counter() - t0, compile_seconds() - c0
             weights = strategy.state_dict()
             evaluated = strategy.whole_model(weights)
             val = strategy.broadcast_json(task.validate() if main else None)
             row = {"epoch": epoch, "train_loss": now.loss_sum / now.seen,
                    **{f"train_{k}": v / now.seen for k, v in now.sums.items()}, **{f"val_{k}": v for k, v in val.items()},
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "samples_per_second": now.seen / seconds}
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                   **({"compile_seconds": compiling} if cfg.compile else {}),
+                   "samples_per_second": now.seen / (seconds - compiling)}
             history.append(row)
             stopped = stopper.step(val[task.metric], evaluated)
             checkpoint(epoch, weights=weights)
@@ -401,7 +413,8 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
     if main:
         stopper.restore(task.model)
         save_weights(run_dir / WEIGHTS, task.model)
-        metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history))
+        metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history),
+                               sum(h.get("compile_seconds", 0.0) for h in history) if cfg.compile else None)
         plot_history(history, run_dir / "curves.png", metric=task.metric, title=f"{run_dir.name}: {cfg.task}, {cfg.model}",
                      best_epoch=stopper.best_epoch)
     return strategy.broadcast_json(metrics)

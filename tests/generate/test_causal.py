@@ -9,8 +9,9 @@ import torch
 import transformers
 
 from nlplab.cli import main
-from nlplab.generate.causal import cut_at_stop, generate, jinja_chat, load_causal_lm, nlplab_chat
+from nlplab.generate.causal import generate, jinja_chat, load_causal_lm, nlplab_chat
 from nlplab.generate.chat import Chat
+from nlplab.models.lm import response_logprobs
 from nlplab.runs import load_run
 from nlplab.text import build_tokenizer
 
@@ -95,11 +96,21 @@ def test_sampling_repeats_with_a_seed_and_tends_to_greedy(gpt2):
     assert greedy.score == pytest.approx(draw(3, 1e-4)[0].score)
 
 
-def test_stop_strings_cut_the_text():
-    decode = lambda ids: "".join("abc."[i] for i in ids)
-    assert cut_at_stop([0, 1, 3, 2, 2], decode, ["."]) == ([0, 1, 3], "ab", True)
-    assert cut_at_stop([0, 1], decode, ["."]) == ([0, 1], "ab", False)
-    assert cut_at_stop([0, 1, 2, 3], decode, ["bc", "."]) == ([0, 1, 2], "a", True)
+def test_scores_are_the_decoding_log_probabilities_without_another_forward_pass(gpt2):
+    folder, tok = gpt2
+    lm = load_causal_lm(folder, "cpu")
+    model = lm.step.double()
+    fed = []
+    lm.step = lambda ids, cache: (fed.append(ids.shape[1]), model(ids, cache))[1]
+    prompt = tok.encode("the cat")
+    for strategy, options in (("greedy", {}), ("sample", {"seed": 0, "temperature": 0.7, "num_return": 3})):
+        fed.clear()
+        out = generate(lm, prompt, strategy, 12, **options)
+        assert fed[0] == len(prompt) and set(fed[1:]) <= {1} and len(fed) <= 12  # the prompt once, then one token a step
+        for g in out:
+            ids = torch.tensor([prompt + g.ids])
+            logp, _ = response_logprobs(model, ids, torch.arange(ids.shape[1])[None] >= len(prompt))
+            assert g.score == pytest.approx(logp.sum().item(), abs=1e-9)
 
 
 def test_generation_stops_at_a_stop_string(gpt2):
