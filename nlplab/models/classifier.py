@@ -122,6 +122,23 @@ class TextClassifier(nn.Module):
         outputs, _ = self.encoder(x, lengths)
         return masked_max_pool(outputs, mask)
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters cut into layers, bottom first, for discriminative learning rates and gradual unfreezing
+        (`nlplab.optim.ulmfit`): the embeddings; each transformer block, or each recurrent layer (both directions),
+        or the bow/textcnn encoder; the head (with the transformer's pooler)."""
+        if self.cfg.model == "transformer":
+            enc = self.encoder
+            bottom = [*enc.tokens.parameters(), *enc.positions.parameters(), *enc.segments.parameters(), *enc.embed_norm.parameters()]
+            return [bottom, *(list(b.parameters()) for b in enc.blocks), [*enc.pooler.parameters(), *self.head.parameters()]]
+        bottom = [*self.embedding.parameters(), *(self.ngram_embedding.parameters() if self.cfg.ngrams > 1 else ())]
+        if self.cfg.model in RECURRENT:
+            params = dict(self.encoder.named_parameters())
+            middle = [[p for name, p in params.items() if name.removesuffix("_reverse").endswith(f"_l{k}")]
+                      for k in range(self.cfg.layers)]
+        else:
+            middle = [list(self.encoder.parameters())]
+        return [bottom, *middle, list(self.head.parameters())]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
         logits = self.head(self.dropout(self.encode(batch["ids"], batch["mask"], batch["lengths"])))
         labels = batch.get("labels")
