@@ -199,27 +199,32 @@ class Word2Vec(nn.Module):
         order = torch.randperm(len(targets), generator=generator)
         return inputs[order], targets[order], None if mask is None else mask[order]
 
+    def train_epoch(self, ids: Tensor, sentence: Tensor, epoch: int) -> dict[str, float]:
+        """Epoch `epoch` (1, 2, …) over the stream `encode` gives; its randomness comes from a generator seeded
+        with (seed, epoch) alone, so a run resumed after any epoch continues as if never stopped."""
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        noise_p = noise_distribution(self.counts, cfg.noise_power)
+        inputs, targets, mask = self.epoch_examples(ids, sentence, generator)
+        loss_sum = 0.0
+        for start in range(0, len(targets), cfg.batch_size):
+            rows = slice(start, start + cfg.batch_size)
+            n = len(targets[rows])
+            noise = torch.multinomial(noise_p, n * cfg.negative, replacement=True, generator=generator).view(n, -1)
+            progress = (epoch - 1 + start / len(targets)) / cfg.epochs
+            lr = cfg.lr * max(1e-4, 1 - progress)
+            loss_sum += n * self.sgd_step(inputs[rows], targets[rows], noise, None if mask is None else mask[rows], lr)
+        return {"epoch": epoch, "loss": loss_sum / max(1, len(targets)), "examples": len(targets)}
+
     def fit(self, sentences: Sequence[Sequence[str]],
             on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
         """Train for cfg.epochs over `sentences` (lists of words); returns one row per epoch (mean ℓ, examples)."""
-        cfg = self.cfg
         ids, sentence = self.encode(sentences)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        noise_p = noise_distribution(self.counts, cfg.noise_power)
         history = []
-        for epoch in range(cfg.epochs):
-            inputs, targets, mask = self.epoch_examples(ids, sentence, generator)
-            loss_sum = 0.0
-            for start in range(0, len(targets), cfg.batch_size):
-                rows = slice(start, start + cfg.batch_size)
-                n = len(targets[rows])
-                noise = torch.multinomial(noise_p, n * cfg.negative, replacement=True, generator=generator).view(n, -1)
-                progress = (epoch + start / len(targets)) / cfg.epochs
-                lr = cfg.lr * max(1e-4, 1 - progress)
-                loss_sum += n * self.sgd_step(inputs[rows], targets[rows], noise, None if mask is None else mask[rows], lr)
-            history.append({"epoch": epoch + 1, "loss": loss_sum / max(1, len(targets)), "examples": len(targets)})
+        for epoch in range(1, self.cfg.epochs + 1):
+            history.append(self.train_epoch(ids, sentence, epoch))
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, history[-1])
+                on_epoch_end(epoch, history[-1])
         return history
 
     def vectors(self) -> WordVectors:

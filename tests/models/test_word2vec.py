@@ -111,3 +111,18 @@ def test_training_brings_words_of_a_topic_together(algo, lr):
     vectors = model.vectors()
     for word in ("a0", "b3"):
         assert all(w[0] == word[0] for w, _ in vectors.most_similar(word, 10))
+
+
+def test_a_run_resumed_after_an_epoch_ends_where_an_uninterrupted_one_does():
+    cfg = Word2VecConfig(dim=8, window=2, min_count=1, epochs=2, batch_size=64)
+    sentences = topic_sentences(200)
+    words, counts = build_vocab(sentences, 1)
+    whole = Word2Vec(cfg, words, counts)
+    whole.fit(sentences)
+    first = Word2Vec(cfg, words, counts)
+    ids, sentence = first.encode(sentences)
+    first.train_epoch(ids, sentence, 1)
+    resumed = Word2Vec(cfg, words, counts)
+    resumed.load_state_dict(first.state_dict())
+    resumed.train_epoch(ids, sentence, 2)
+    assert torch.equal(resumed.input, whole.input) and torch.equal(resumed.output, whole.output)
