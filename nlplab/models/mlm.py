@@ -5,7 +5,8 @@
     logits = z E_tokenᵀ + b                                      (·, V), the decoder tied to the token embeddings
     loss = cross-entropy over the positions whose label is not -100 (`nlplab.data.masking`)
 
-The head only runs on the labelled positions when labels are given (15% of the tokens), so training pays the
+Trained from scratch it starts from BERT's initialisation: weights N(0, 0.02) (embeddings included, so the tied
+decoder's first logits are small), biases 0, LayerNorms (1, 0). The head only runs on the labelled positions when labels are given (15% of the tokens), so training pays the
 V-wide product for those alone. `from_pretrained` reads a Hugging Face BERT folder with its MLM head
 (`cls.predictions.*`, as BertForPreTraining saves them beside the pooler that BertEncoder loads).
 """
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from nlplab.data.masking import IGNORE
 from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.models.hf import HFCheckpoint
+from nlplab.nn import init
 from nlplab.nn.activations import get_activation
 from nlplab.nn.layers import LayerNorm, Linear, check_impl
 from nlplab.nn.losses import cross_entropy
@@ -52,6 +54,19 @@ class MaskedLM(nn.Module):
         self.cfg = cfg
         self.encoder = BertEncoder(cfg)
         self.head = MLMHead(cfg)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """BERT's init (see the module docstring); the padding row of the token embedding stays zero."""
+        for name, p in self.named_parameters():
+            if "norm" in name:
+                continue
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            else:
+                init.normal_(p, 0.02)
+        with torch.no_grad():
+            self.encoder.tokens.weight[self.cfg.pad_token_id].zero_()
 
     def forward(self, ids: Tensor, mask: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
         hidden = self.encoder(ids, mask)

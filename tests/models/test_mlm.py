@@ -99,3 +99,18 @@ def test_a_bad_probability_is_refused():
     with pytest.raises(ConfigError, match="probability"):
         mask_tokens(torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool), 1, (2, 3),
                     torch.Generator(), prob=1.5)
+
+
+def test_a_fresh_model_starts_from_bert_init_near_the_uniform_loss():
+    from nlplab.models.encoder import BertConfig
+
+    torch.manual_seed(0)
+    model = MaskedLM(BertConfig(vocab_size=500, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+                                max_position_embeddings=16))
+    weights = {name: p.detach() for name, p in model.named_parameters()}
+    assert abs(float(weights["encoder.tokens.weight"][1:].std()) - 0.02) < 0.002
+    assert weights["encoder.tokens.weight"][0].abs().sum() == 0 and weights["head.bias"].abs().sum() == 0
+    assert torch.equal(weights["head.norm.weight"], torch.ones(32))
+    ids = torch.randint(1, 500, (4, 16))
+    loss, _ = model(ids, torch.ones(4, 16, dtype=torch.bool), ids)
+    assert abs(float(loss) - torch.log(torch.tensor(500.0))) < 0.1
