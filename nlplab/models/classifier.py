@@ -46,6 +46,7 @@ class ClassifierConfig:
     hidden_size: int = 128
     layers: int = 1
     dropout: float = 0.1
+    embed_dropout: float | None = None
     num_filters: int = 128
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     activation: str = "relu"
@@ -104,6 +105,7 @@ class TextClassifier(nn.Module):
                                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
             out_dim = 2 * cfg.hidden_size
         self.dropout = Dropout(cfg.dropout, impl=cfg.impl)
+        self.embed_dropout = Dropout(cfg.dropout if cfg.embed_dropout is None else cfg.embed_dropout, impl=cfg.impl)
         self.head = Linear(out_dim, cfg.num_classes, impl=cfg.impl)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -115,8 +117,8 @@ class TextClassifier(nn.Module):
             grams = [hashed_ngrams(ids, mask, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngrams + 1)]
             x = torch.cat([x, *(self.ngram_embedding(h) for h, _ in grams)], dim=1)
             mask = torch.cat([mask, *(m for _, m in grams)], dim=1)
-            return self.encoder(masked_mean_pool(self.dropout(x), mask))
-        x = self.dropout(x)
+            return self.encoder(masked_mean_pool(self.embed_dropout(x), mask))
+        x = self.embed_dropout(x)
         if self.cfg.model == "textcnn":
             return self.encoder(x, mask)
         outputs, _ = self.encoder(x, lengths)

@@ -169,11 +169,15 @@ class Word2Vec(nn.Module):
     @torch.no_grad()
     def sgd_step(self, inputs: Tensor, targets: Tensor, noise: Tensor, mask: Tensor | None, lr: float) -> float:
         """One SGD step on the summed (not mean) loss of the batch, as the C tool updates per pair; returns mean ℓ."""
-        loss, (in_rows, in_vals), (out_rows, out_vals) = self.table_grads(inputs, targets, noise, mask)
-        n = len(targets)
-        self.input.index_add_(0, in_rows, in_vals, alpha=-lr * n)
-        self.output.index_add_(0, out_rows, out_vals, alpha=-lr * n)
+        loss, grad_in, grad_out = self.table_grads(inputs, targets, noise, mask)
+        self.apply_grads(grad_in, grad_out, lr * len(targets))
         return float(loss)
+
+    @torch.no_grad()
+    def apply_grads(self, grad_in: tuple[Tensor, Tensor], grad_out: tuple[Tensor, Tensor], lr: float) -> None:
+        """v[rows] -= lr · values and u[rows] -= lr · values, for the (rows, values) pairs `table_grads` gives."""
+        for table, (rows, values) in ((self.input, grad_in), (self.output, grad_out)):
+            table.index_add_(0, rows, values.to(table.dtype), alpha=-lr)
 
     def encode(self, sentences: Iterable[Sequence[str]]) -> tuple[Tensor, Tensor]:
         """The stream of in-vocabulary word ids (N,) and the sentence each comes from (N,); unknown words are dropped."""
@@ -188,7 +192,7 @@ class Word2Vec(nn.Module):
         """One epoch's examples in random order: subsample the stream, draw each centre's window, pair up;
         returns (inputs, targets, mask or None) as `loss` takes them."""
         cfg = self.cfg
-        keep = torch.rand(len(ids), generator=generator, dtype=torch.float64) < subsample_keep(self.counts, cfg.sample)[ids]
+        keep = torch.rand(len(ids), generator=generator, dtype=torch.float64) < subsample_keep(self.counts.cpu(), cfg.sample)[ids]
         ids, sentence = ids[keep], sentence[keep]
         window = torch.randint(1, cfg.window + 1, (len(ids),), generator=generator)
         if cfg.algo == "skipgram":
