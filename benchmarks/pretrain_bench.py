@@ -19,7 +19,6 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,20 +34,14 @@ from nlplab.data.masking import encode_words, mask_tokens
 from nlplab.data.overlap import deduplicate, overlapping
 from nlplab.data.registry import load_dataset
 from nlplab.io import atomic_write_text
-from nlplab.models.classifier import TextClassifier
 from nlplab.models.encoder import BertConfig
 from nlplab.models.mlm import MaskedLM
-from nlplab.models.transfer import init_from_masked_lm, init_from_recurrent_lms, init_from_word_vectors
 from nlplab.models.word2vec import Word2VecConfig, train_word2vec
 from nlplab.models.word_vectors import WordVectors
 from nlplab.optim import build_optimizer, build_scheduler
-from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.text import build_tokenizer
-from nlplab.train import trainer
-from nlplab.train.checkpoint import load_weights, save_weights
-from nlplab.train.classify import ClassifyTask
+from nlplab.train.checkpoint import save_weights
 from nlplab.train.config import TrainConfig, read_yaml
-from nlplab.train.lm import LMRun
 from nlplab.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,60 +211,24 @@ def masked_lm(args: argparse.Namespace) -> None:
                        "cpu_seconds": time.process_time() - start})
 
 
-def classifier_init(spec: str) -> tuple[str | None, Callable[[TextClassifier, Any], str]]:
-    """--init: none | w2v:VECTORS | lm:FORWARD_RUN[,BACKWARD_RUN] | mlm:RUN -> (tokenizer dir or None, init function)."""
-    kind, _, where = spec.partition(":")
-    if kind == "none":
-        return None, lambda model, tok: "random"
-    if kind == "w2v":
-        vectors = WordVectors.load(where)
-        return None, lambda model, tok: f"{init_from_word_vectors(model, vectors, tok.vocab)} rows from {where}"
-    if kind == "lm":
-        runs = where.split(",")
-        lms = [LMRun.load(run, "cpu").model for run in runs]
-        return f"{runs[0]}/tokenizer", lambda model, tok: (init_from_recurrent_lms(model, *lms), f"LMs {runs}")[1]
-    if kind == "mlm":
-        mlm = MaskedLM(BertConfig(**json.loads(Path(where, "bert.json").read_text())))
-        load_weights(Path(where, "model.safetensors"), mlm)
-        return f"{where}/tokenizer", lambda model, tok: (init_from_masked_lm(model, mlm), f"MLM {where}")[1]
-    raise SystemExit(f"--init {spec!r}: expected none, w2v:PATH, lm:RUN[,RUN] or mlm:RUN")
-
-
-class InitialisedClassify(ClassifyTask):
-    """The classify task whose fresh model is initialised by `init` (what `--init-from` will do in nlplab train)."""
-
-    def __init__(self, cfg: TrainConfig, run_dir: Path, init: Callable[[TextClassifier, Any], str]) -> None:
-        super().__init__(cfg, run_dir, False, torch.device("cpu"))
-        self.init_note = init(self.model, self.tokenizer)
-
-
 def classify(args: argparse.Namespace) -> None:
-    """Fine-tune a classifier on --data from configs/<data>.yaml with --set overrides, initialised by --init,
-    optionally with discriminative learning rates and gradual unfreezing (ULMFiT)."""
+    """Fine-tune a classifier on --data from configs/<data>.yaml with --set overrides, through nlplab train: --init
+    RUN[,RUN] is its init_from (a word2vec, lm or mlm run), --discriminative and --unfreeze its ULMFiT options."""
     values = {k.replace("-", "_"): v for k, v in read_yaml(ROOT / "configs" / f"{args.data}.yaml").items()}
-    values.update({"device": "cpu", **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
-    tokenizer_dir, init = classifier_init(args.init)
-    if tokenizer_dir is not None:
-        values["tokenizer"] = tokenizer_dir
+    values.update({"device": "cpu", "threads": 1, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
+    if args.init != "none":
+        values["init_from"] = args.init
+    values.update(discriminative_lr=args.discriminative, gradual_unfreeze=args.unfreeze)
     cfg = TrainConfig.from_dict(values, source="pretrain_bench classify")
     out = args.work / "classify" / args.name
     start = time.process_time()
-    task = InitialisedClassify(cfg, out, init)
-    groups = task.model.layer_groups()
-    if args.unfreeze:
-        unfreeze_top(groups, 1)
-    on_epoch_end = (lambda epoch, row: unfreeze_top(groups, epoch + 1)) if args.unfreeze else None
-    build = trainer.build_optimizer
-    if args.discriminative:
-        trainer.build_optimizer = lambda name, params, lr, **kw: build(name, discriminative_groups(groups, lr, args.discriminative), lr, **kw)
-    try:
-        metrics = trainer.fit(task, out / trainer.CHECKPOINT, on_epoch_end, False)
-    finally:
-        trainer.build_optimizer = build
-    record(args.work, {"step": "classify", "name": args.name, "data": args.data, "init": args.init, "init_note": task.init_note,
-                       "discriminative": args.discriminative, "unfreeze": args.unfreeze, "config": cfg.to_dict(),
-                       "dev_accuracy": metrics["dev"]["accuracy"], "dev_macro_f1": metrics["dev"]["macro_f1"],
-                       "best_epoch": metrics["best_epoch"], "cpu_seconds": time.process_time() - start})
+    metrics = train(cfg, out, overwrite=True, progress=False)
+    record(args.work, {"step": "classify", "name": args.name, "data": args.data, "init": args.init,
+                       "init_note": metrics.get("init", "random"), "discriminative": args.discriminative,
+                       "unfreeze": args.unfreeze, "config": cfg.to_dict(), "dev_accuracy": metrics["dev"]["accuracy"],
+                       "dev_macro_f1": metrics["dev"]["macro_f1"], "best_epoch": metrics["best_epoch"],
+                       "epochs_run": metrics["epochs_run"], "budget_spent": metrics["budget_spent"],
+                       "cpu_seconds": time.process_time() - start})
 
 
 def baselines(args: argparse.Namespace) -> None:
@@ -393,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     cls = steps.add_parser("classify")
     cls.add_argument("--data", required=True, choices=["chnsenticorp", "ewect"])
     cls.add_argument("--name", required=True, help="run folder under <work>/classify")
-    cls.add_argument("--init", default="none", help="none | w2v:VECTORS | lm:FORWARD_RUN[,BACKWARD_RUN] | mlm:RUN")
+    cls.add_argument("--init", default="none", help="none | a word2vec, lm or mlm run | FORWARD_LM_RUN,BACKWARD_LM_RUN")
     cls.add_argument("--set", nargs="*", default=[], help="recipe overrides KEY=VALUE (YAML values)")
     cls.add_argument("--discriminative", type=float, help="discriminative learning rates: factor per layer (2.6)")
     cls.add_argument("--unfreeze", action="store_true", help="gradual unfreezing, one more layer group per epoch")

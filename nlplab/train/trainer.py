@@ -47,12 +47,12 @@ from nlplab.optim import (
 )
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
-from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
-from nlplab.train.config import TrainConfig, load_config
+from nlplab.train.checkpoint import WEIGHTS, load_state, load_weights, save_state, save_weights
+from nlplab.train.config import TrainConfig, load_config, names_runs
 from nlplab.train.curves import plot_history
+from nlplab.train.pretrained import run_tokenizer_dir
 
 CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
 
 TASKS = {
     "classify": "nlplab.train.classify:ClassifyTask",
@@ -172,11 +172,15 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
 
 def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterable[str],
                    special_tokens: Sequence[str] | None = None) -> Tokenizer:
-    """The tokenizer of a task: the run's own on resume, the pretrained encoder's with --init-from, a saved one
-    (--tokenizer DIR), else one of algorithm --tokenizer trained on `texts` (with `special_tokens` when given)."""
+    """The tokenizer of a task: the run's own on resume, the pretrained encoder's or LM run's with --init-from, a
+    saved one (--tokenizer DIR), else one of algorithm --tokenizer trained on `texts` (with `special_tokens` when
+    given; a classifier starting from word vectors trains its own)."""
     if resume and (run_dir / "tokenizer").is_dir():
         return load_tokenizer(run_dir / "tokenizer")
-    if cfg.init_from is not None:
+    if cfg.init_from is not None and cfg.task == "classify" and names_runs(cfg.init_from):
+        if (pretrained := run_tokenizer_dir(cfg.init_from)) is not None:
+            return load_tokenizer(pretrained)
+    elif cfg.init_from is not None:
         folder = pretrained_folder(cfg.init_from)
         return load_tokenizer(folder / "tokenizer" if (folder / "config.yaml").is_file() else folder)
     if Path(cfg.tokenizer).exists():

@@ -29,9 +29,9 @@ from nlplab.io import atomic_write_text
 from nlplab.models.word2vec import Word2Vec, Word2VecConfig, build_vocab, noise_distribution
 from nlplab.text import build_tokenizer
 from nlplab.train.config import TrainConfig
+from nlplab.train.pretrained import VECTORS
 from nlplab.train.trainer import Task
 
-VECTORS = "vectors.txt"
 VALIDATION_EXAMPLES = 200_000
 
 
