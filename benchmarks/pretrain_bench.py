@@ -259,6 +259,15 @@ def latest(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
+def pre_training_minutes(steps: list[dict[str, Any] | None]) -> str:
+    """The table's pre-training cell: CPU minutes, or wall-clock minutes (marked) where a step recorded no CPU time."""
+    if any(step is None for step in steps):
+        return "?"
+    if all(step.get("cpu_seconds") is not None for step in steps):
+        return f"{sum(step['cpu_seconds'] for step in steps) / 60:.1f}"
+    return f"{sum(step['wall_seconds'] for step in steps) / 60:.0f} wall"
+
+
 def report(args: argparse.Namespace) -> None:
     """benchmarks/results/pretrain.json and .md from <work>/results.jsonl: the corpus, the pre-trained models and a
     table of routes (rows named by --routes NAME=RUN_NAME_WITHOUT_DATA, pre-training steps after a colon)."""
@@ -271,19 +280,20 @@ def report(args: argparse.Namespace) -> None:
     for spec in args.routes:
         label, _, rest = spec.partition("=")
         run, _, needs = rest.partition(":")
-        pre = sum(pretraining[n]["cpu_seconds"] for n in needs.split("+") if n and pretraining[n] is not None)
+        steps = [pretraining[n] for n in needs.split("+") if n]
+        pre = pre_training_minutes(steps)
         cells = {}
         for data in ("chnsenticorp", "ewect"):
             row = latest(rows, step="baseline", name=run, data=data) or latest(rows, step="classify", name=f"{data}-{run}")
             if row is not None:
                 cells[data] = {k: row[k] for k in ("dev_accuracy", "dev_macro_f1", "cpu_seconds")}
                 cells[data]["config"] = row.get("config")
-        table.append({"route": label, "run": run, "pretraining_cpu_seconds": pre, **cells})
+        table.append({"route": label, "run": run, "pretraining_minutes": pre, **cells})
     lines = ["| route | pre-training CPU min | ChnSentiCorp dev accuracy | fine-tune CPU min | EWECT dev macro-F1 (accuracy) | fine-tune CPU min |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in table:
         c, e = r.get("chnsenticorp"), r.get("ewect")
-        lines.append(f"| {r['route']} | {r['pretraining_cpu_seconds'] / 60:.1f} | "
+        lines.append(f"| {r['route']} | {r['pretraining_minutes']} | "
                      + (f"{c['dev_accuracy']:.4f} | {c['cpu_seconds'] / 60:.1f}" if c else "– | –") + " | "
                      + (f"{e['dev_macro_f1']:.4f} ({e['dev_accuracy']:.4f}) | {e['cpu_seconds'] / 60:.1f}" if e else "– | –") + " |")
     w2v = pretraining["word2vec"]
@@ -297,7 +307,8 @@ def report(args: argparse.Namespace) -> None:
                    f"{w2v['cpu_seconds'] / 60:.1f} CPU min): nearest neighbours "
                    + "; ".join(f"{w}: {', '.join(n for n, _ in v[:5])}" for w, v in w2v["neighbours"].items()) + "\n"
                    if w2v else "")
-                + f"\nCommands: `python benchmarks/pretrain_bench.py STEP ...`, each row's command in pretrain.json.\n")
+                + "\nCommands: `python benchmarks/pretrain_bench.py STEP ...`, each row's command in pretrain.json. "
+                "\"wall\": a step that recorded only the loop's wall-clock seconds.\n")
     payload = {"command": shlex.join(["python", *sys.argv]), "machine": machine(), "corpus": corpus,
                "pretraining": pretraining, "routes": table,
                "runs": [r for r in rows if r["step"] in ("classify", "baseline")]}

@@ -167,7 +167,7 @@ class TrainConfig:
     w2v_window: int = option(5, "pretrain", "word2vec: largest distance between a centre and a context word")
     negatives: int = option(5, "pretrain", "word2vec: noise words per example (negative sampling)")
     subsample: float = option(1e-3, "pretrain", "word2vec: frequent-word subsampling threshold t (0: keep all)")
-    mask_prob: float = option(0.15, "pretrain", "mlm: share of the tokens to predict (80% [MASK], 10% random, 10% kept)")
+    mask_prob: float = option(0.15, "pretrain", "mlm: share of the tokens to predict (of those, 8 in 10 become [MASK], 1 a random token, 1 stays)")
     whole_word: bool = option(False, "pretrain", "mlm: mask whole jieba words")
     reverse: bool = option(False, "pretrain", "lm: train on reversed documents (the backward LM of ULMFiT)")
 

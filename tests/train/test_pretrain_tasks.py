@@ -94,6 +94,13 @@ def test_the_run_config_records_the_thread_count(corpus, tmp_path):
     assert recorded == torch.get_num_threads()
 
 
+def test_train_help_lists_the_pretrain_section(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "pretrain: pre-training" in out and "--max-minutes" in out and "--mask-prob" in out
+
+
 @pytest.mark.parametrize("flags, named", [
     (["--task", "word2vec", "--negatives", "0"], "--negatives"),
     (["--task", "word2vec", "--model", "glove"], "--model"),
