@@ -2,6 +2,7 @@
 LMs, a masked LM's encoder; ULMFiT's discriminative learning rates and gradual unfreezing as options."""
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from nlplab.errors import ConfigError
 from nlplab.models.word_vectors import WordVectors
 from nlplab.train.checkpoint import load_weights
 from nlplab.train.classify import ClassifyTask
-from nlplab.train.config import TrainConfig
+from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.pretrained import VECTORS, masked_lm_encoder, recurrent_lm
 from nlplab.train.trainer import train
 
@@ -97,3 +98,13 @@ def test_init_from_a_run_of_the_wrong_kind_exits_2(data, runs, tmp_path, capsys)
     assert "FORWARD,BACKWARD" in capsys.readouterr().err
     assert main([*args, "--init-from", str(tmp_path / "nothing")]) == 2
     assert "not an nlplab run" in capsys.readouterr().err
+
+
+def test_committed_pretraining_recipes_read_and_follow_the_convention():
+    configs = Path(__file__).parents[2] / "configs"
+    pretraining = {p.stem: load_config(p, {}) for p in configs.glob("pretrain-*.yaml")}
+    assert {"pretrain-word2vec", "pretrain-lm-forward", "pretrain-lm-backward"} <= set(pretraining)
+    assert pretraining["pretrain-lm-backward"].reverse and pretraining["pretrain-word2vec"].task == "word2vec"
+    for name in ("chnsenticorp-word2vec", "ewect-word2vec", "chnsenticorp-ulmfit"):
+        cfg = load_config(configs / f"{name}.yaml", {})
+        assert all(part.removeprefix("runs/") in pretraining for part in cfg.init_from.split(","))
