@@ -67,6 +67,7 @@ def test_word2vec_run_resumed_mid_epoch_equals_an_uninterrupted_one(corpus, tmp_
     assert cut["dev"] == full["dev"] and cut["test"] == full["test"]
     a, b = load_file(tmp_path / "full" / WEIGHTS), load_file(tmp_path / "cut" / WEIGHTS)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["eval", str(tmp_path / "full")]) == 2, "a pre-training run is no model to use"
     vectors = WordVectors.load(tmp_path / "full" / VECTORS)
     assert {"今天", "公园", "散步"} <= set(vectors.words) and vectors.vectors.shape[1] == 16
     assert full["dev"]["loss"] < json.loads((tmp_path / "full" / "history.jsonl").read_text().splitlines()[0])["train_loss"]
