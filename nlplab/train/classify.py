@@ -18,13 +18,13 @@ from nlplab.errors import ConfigError, DataError
 from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
+from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.runtime import forward_batches
 from nlplab.text import Tokenizer
 from nlplab.text.base import PAD
-from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.train.config import TrainConfig, names_runs
-from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
 from nlplab.train.metrics import classification_report
+from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
 from nlplab.train.trainer import Task, task_tokenizer
 
 
@@ -86,9 +86,9 @@ def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int,
     """The encoder shape a TrainConfig asks for, with `num_classes` outputs and the BERT shape `bert`."""
     return ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=num_classes, embed_dim=cfg.embed_dim,
-        hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout, num_filters=cfg.num_filters,
-        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.vocab.get(PAD),
-        impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
+        hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
+        num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
+        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
 
 
 class ClassifyTask(Task):

@@ -109,7 +109,9 @@ class MLMTask(Task):
                 loss, logits = self.model(batch["ids"], batch["mask"], batch["labels"])
                 chosen = batch["labels"][batch["labels"] != -100]
                 if len(chosen):
-                    total, right, count = total + loss.item() * len(chosen), right + (logits.argmax(-1) == chosen).sum().item(), count + len(chosen)
+                    total += loss.item() * len(chosen)
+                    right += (logits.argmax(-1) == chosen).sum().item()
+                    count += len(chosen)
         loss = total / max(count, 1)
         return {"loss": loss, "ppl": math.exp(loss), "accuracy": right / max(count, 1), "predicted": count}
 
