@@ -38,6 +38,7 @@ LABS = {
     "boundaries": "nlplab.lab.boundaries",
     "sorting": "nlplab.lab.sorting",
     "search": "nlplab.lab.search",
+    "pretraining": "nlplab.lab.pretraining",
 }
 
 

@@ -46,6 +46,7 @@ class ClassifierConfig:
     hidden_size: int = 128
     layers: int = 1
     dropout: float = 0.1
+    embed_dropout: float | None = None
     num_filters: int = 128
     kernel_sizes: tuple[int, ...] = (2, 3, 4)
     activation: str = "relu"
@@ -104,6 +105,7 @@ class TextClassifier(nn.Module):
                                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
             out_dim = 2 * cfg.hidden_size
         self.dropout = Dropout(cfg.dropout, impl=cfg.impl)
+        self.embed_dropout = Dropout(cfg.dropout if cfg.embed_dropout is None else cfg.embed_dropout, impl=cfg.impl)
         self.head = Linear(out_dim, cfg.num_classes, impl=cfg.impl)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -115,12 +117,29 @@ class TextClassifier(nn.Module):
             grams = [hashed_ngrams(ids, mask, n, self.cfg.ngram_buckets) for n in range(2, self.cfg.ngrams + 1)]
             x = torch.cat([x, *(self.ngram_embedding(h) for h, _ in grams)], dim=1)
             mask = torch.cat([mask, *(m for _, m in grams)], dim=1)
-            return self.encoder(masked_mean_pool(self.dropout(x), mask))
-        x = self.dropout(x)
+            return self.encoder(masked_mean_pool(self.embed_dropout(x), mask))
+        x = self.embed_dropout(x)
         if self.cfg.model == "textcnn":
             return self.encoder(x, mask)
         outputs, _ = self.encoder(x, lengths)
         return masked_max_pool(outputs, mask)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters cut into layers, bottom first, for discriminative learning rates and gradual unfreezing
+        (`nlplab.optim.ulmfit`): the embeddings; each transformer block, or each recurrent layer (both directions),
+        or the bow/textcnn encoder; the head (with the transformer's pooler)."""
+        if self.cfg.model == "transformer":
+            enc = self.encoder
+            bottom = [*enc.tokens.parameters(), *enc.positions.parameters(), *enc.segments.parameters(), *enc.embed_norm.parameters()]
+            return [bottom, *(list(b.parameters()) for b in enc.blocks), [*enc.pooler.parameters(), *self.head.parameters()]]
+        bottom = [*self.embedding.parameters(), *(self.ngram_embedding.parameters() if self.cfg.ngrams > 1 else ())]
+        if self.cfg.model in RECURRENT:
+            params = dict(self.encoder.named_parameters())
+            middle = [[p for name, p in params.items() if name.removesuffix("_reverse").endswith(f"_l{k}")]
+                      for k in range(self.cfg.layers)]
+        else:
+            middle = [list(self.encoder.parameters())]
+        return [bottom, *middle, list(self.head.parameters())]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
         logits = self.head(self.dropout(self.encode(batch["ids"], batch["mask"], batch["lengths"])))

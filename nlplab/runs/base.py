@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
-from nlplab.errors import ConfigError, DataError
+from nlplab.errors import ConfigError, DataError, RunError
 from nlplab.generate.causal import CausalLM, Generated, generate, picker, stream_text
 from nlplab.runtime import compile_model, resolve_device
 from nlplab.text import Tokenizer, load_tokenizer
@@ -153,6 +153,9 @@ def load_run(path: str | Path, device: str = "auto") -> Predictor:
     folder = Path(path)
     if (folder / "config.yaml").is_file():
         cfg = run_config(folder)
+        if cfg.task not in TASK_PREDICTORS:
+            raise RunError(f"{folder}: a {cfg.task} run is pre-training, not a model to use; start a classifier from it "
+                           f"with nlplab train --init-from {folder}")
         module, cls = TASK_PREDICTORS[cfg.task].split(":")
         return getattr(importlib.import_module(module), cls)(folder, cfg, device)
     return load_folder(path, device)

@@ -18,6 +18,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from nlplab.errors import RunError
 from nlplab.io import atomic_write
 
+WEIGHTS = "model.safetensors"
+"""The best weights of a finished run."""
+
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
 
 

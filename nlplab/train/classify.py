@@ -18,11 +18,13 @@ from nlplab.errors import ConfigError, DataError
 from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
+from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.runtime import forward_batches
 from nlplab.text import Tokenizer
 from nlplab.text.base import PAD
-from nlplab.train.config import TrainConfig
+from nlplab.train.config import TrainConfig, names_runs
 from nlplab.train.metrics import classification_report
+from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
 from nlplab.train.trainer import Task, task_tokenizer
 
 
@@ -84,9 +86,9 @@ def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int,
     """The encoder shape a TrainConfig asks for, with `num_classes` outputs and the BERT shape `bert`."""
     return ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=num_classes, embed_dim=cfg.embed_dim,
-        hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, num_filters=cfg.num_filters,
-        kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation, pad_id=tokenizer.vocab.get(PAD),
-        impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
+        hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
+        num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
+        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
 
 
 class ClassifyTask(Task):
@@ -95,6 +97,10 @@ class ClassifyTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.metric = cfg.metric
+        from_runs = cfg.init_from is not None and names_runs(cfg.init_from)
+        if cfg.init_from is not None and not from_runs and cfg.model != "transformer":
+            raise ConfigError(f"init_from {cfg.init_from}: not an nlplab run (no config.yaml), and a pretrained encoder "
+                              "folder needs model: transformer; train the pre-training run first")
         self.data = load_dataset(cfg.data, cfg.dev)
         self.tokenizer = task_tokenizer(cfg, run_dir, resume, (t for t, _ in self.data.train))
         self.labels = self.data.labels
@@ -104,12 +110,17 @@ class ClassifyTask(Task):
         self.splits.setdefault("test", self.splits["dev"])
 
         torch.manual_seed(cfg.seed)
-        pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
+        pretrained = None
+        if cfg.init_from is not None and not resume:
+            pretrained = masked_lm_encoder(cfg.init_from) if from_runs else BertEncoder.from_pretrained(pretrained_folder(cfg.init_from))
         self.model_cfg = classifier_config(cfg, self.tokenizer, len(self.labels),
                                            transformer_shape(cfg, self.tokenizer, pretrained))
         model = TextClassifier(self.model_cfg)
+        self.init_note = None
         if pretrained is not None:
             model.encoder.load_state_dict(pretrained.state_dict())
+        if from_runs and not resume:
+            self.init_note = start_from_runs(model, cfg.init_from, self.tokenizer)
         self.model = model.to(device)
 
     def save_meta(self, run_dir: Path) -> None:
@@ -119,6 +130,17 @@ class ClassifyTask(Task):
 
     def num_train_batches(self) -> int:
         return num_batches(len(self.splits["train"][0]), self.cfg.batch_size)
+
+    def param_groups(self, params: list[torch.nn.Parameter]) -> list[Any]:
+        """ULMFiT's discriminative learning rates with --discriminative-lr: each layer group its own."""
+        if self.cfg.discriminative_lr is None:
+            return params
+        return discriminative_groups(self.model.layer_groups(), self.cfg.lr, self.cfg.discriminative_lr)
+
+    def start_epoch(self, epoch: int) -> None:
+        """ULMFiT's gradual unfreezing with --gradual-unfreeze: epoch e trains the top e layer groups."""
+        if self.cfg.gradual_unfreeze:
+            unfreeze_top(self.model.layer_groups(), epoch)
 
     def train_batches(self, generator: torch.Generator) -> Iterable[dict[str, Any]]:
         return batches(*self.splits["train"], self.cfg.batch_size, self.tokenizer.pad_id, shuffle=True,
@@ -138,7 +160,7 @@ class ClassifyTask(Task):
         return {k: val[k] for k in ("loss", "accuracy", "macro_f1")}
 
     def describe(self) -> dict[str, Any]:
-        return {"notes": self.data.notes}
+        return {"notes": self.data.notes, **({"init": self.init_note} if self.init_note else {})}
 
     def final_metrics(self) -> dict[str, Any]:
         dev = self.evaluate("dev")

@@ -35,6 +35,7 @@ from nlplab.models.lm import NEURAL_LMS
 from nlplab.models.matcher import DEFAULT_LOSS, LOSSES
 from nlplab.models.matcher import MODELS as MATCHERS
 from nlplab.models.tagger import MODELS as TAGGERS
+from nlplab.models.word2vec import ALGOS as W2V_ALGOS
 from nlplab.nn.activations import ACTIVATIONS
 from nlplab.optim.build import OPTIMIZERS
 from nlplab.optim.schedules import SCHEDULES
@@ -43,7 +44,9 @@ from nlplab.text import TOKENIZERS
 from nlplab.text.ngram import SMOOTHINGS
 
 SECTIONS = {"data": "the data and its tokens", "model": "the model's shape", "optim": "optimisation",
-            "align": "the alignment stages (sft, reward, ppo, dpo)", "run": "the run: seed, device, checkpoints",
+            "align": "the alignment stages (sft, reward, ppo, dpo)",
+            "pretrain": "pre-training: word2vec, the backward LM, the masked LM",
+            "run": "the run: seed, device, checkpoints, budget",
             "dist": "several processes or machines, started by torchrun"}
 """Section name -> what its options are about (the groups of the recipe file and of `nlplab train --help`)."""
 
@@ -51,10 +54,12 @@ ALIGN_STAGES = ("sft", "reward", "ppo", "dpo")
 """InstructGPT's stages (and DPO): each starts from a causal LM (`init_from`)."""
 
 MODELS = {"classify": CLASSIFIERS, "lm": ("gpt", "ngram", *(m for m in NEURAL_LMS if m != "gpt")), "tag": TAGGERS,
-          "match": MATCHERS, **{stage: ("gpt",) for stage in ALIGN_STAGES}}
+          "match": MATCHERS, "word2vec": W2V_ALGOS, "mlm": ("transformer",),
+          **{stage: ("gpt",) for stage in ALIGN_STAGES}}
 """The models each task can train; the first is the task's default."""
 
 MODEL_KINDS = {"classify": "model", "lm": "language model", "tag": "tagging model", "match": "matching model",
+               "word2vec": "word2vec algorithm", "mlm": "masked language model",
                **{stage: "causal language model" for stage in ALIGN_STAGES}}
 """What a task calls its model in messages."""
 
@@ -98,13 +103,17 @@ class TrainConfig:
     heads: int = option(4, "model", "attention heads (transformer, gpt)")
     init_from: str | None = option(None, "model", "a pretrained model to start from: a Hugging Face BERT folder or "
                                                   "all-MiniLM-L6-v2 (classify, match); an nlplab lm, sft, ppo or dpo run "
-                                                  "of model gpt, or a Hugging Face GPT-2 folder (lm and the align stages)")
+                                                  "of model gpt, or a Hugging Face GPT-2 folder (lm and the align stages); "
+                                                  "classify: also an nlplab word2vec, lm or mlm run (FORWARD,BACKWARD for "
+                                                  "two lstm LM runs)")
     num_filters: int = option(128, "model", "textcnn: filters per kernel width")
     kernel_sizes: list[int] = option(lambda: [2, 3, 4], "model", "textcnn/cnn: kernel widths, comma-separated")
     activation: str = option("relu", "model", "activation function", tuple(ACTIVATIONS))
     ngrams: int = option(1, "model", "bow: hashed n-gram features up to this order, as fastText")
     ngram_buckets: int = option(200000, "model", "bow: hash buckets of the n-gram features")
     dropout: float = option(0.2, "model", "dropout probability in [0, 1)")
+    embed_dropout: float | None = option(None, "model", "classify: dropout on the embeddings of bow, textcnn and "
+                                                        "recurrent models (null: --dropout, as on the head)")
     order: int = option(3, "model", "ngram: the order n")
     smoothing: str = option("kneser_ney", "model", "ngram: the smoothing", SMOOTHINGS)
     add_k: float = option(1.0, "model", "ngram with add_k smoothing: k")
@@ -126,6 +135,9 @@ class TrainConfig:
     weight_decay: float = option(0.0, "optim", "decoupled weight decay (adamw) or the optimizer's decay")
     grad_clip: float | None = option(1.0, "optim", "clip the gradient norm to this (null: no clipping)")
     early_stop: int | None = option(None, "optim", "stop after this many epochs without dev improvement")
+    discriminative_lr: float | None = option(None, "optim", "classify: each layer group learns this factor slower than "
+                                                            "the one above it (ULMFiT: 2.6; null: one lr)")
+    gradual_unfreeze: bool = option(False, "optim", "classify: epoch e trains only the top e layer groups (ULMFiT)")
     metric: str = option("accuracy", "optim", "dev metric that selects the best epoch (classify, match)",
                          tuple(dict.fromkeys(m for metrics in SELECTION_METRICS.values() for m in metrics)))
 
@@ -152,11 +164,21 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "align", "dpo with the sigmoid loss: the share of preferences taken as wrong "
                                                   "(conservative DPO)")
 
+    w2v_window: int = option(5, "pretrain", "word2vec: largest distance between a centre and a context word")
+    negatives: int = option(5, "pretrain", "word2vec: noise words per example (negative sampling)")
+    subsample: float = option(1e-3, "pretrain", "word2vec: frequent-word subsampling threshold t (0: keep all)")
+    mask_prob: float = option(0.15, "pretrain", "mlm: share of the tokens to predict (of those, 8 in 10 become [MASK], 1 a random token, 1 stays)")
+    whole_word: bool = option(False, "pretrain", "mlm: mask whole jieba words")
+    reverse: bool = option(False, "pretrain", "lm: train on reversed documents (the backward LM of ULMFiT)")
+
     seed: int = option(0, "run", "seed of data order, initialisation and dropout")
     device: str = option("auto", "run", "auto picks CUDA when present", DEVICES)
     impl: str = option("fused", "run", "fused torch kernels or the hand-written layers", ("fused", "manual"))
     checkpoint_every: int = option(0, "run", "also checkpoint every N training steps (0: after each epoch only)")
     compile: bool = option(False, "run", "run the model under torch.compile (compile time reported apart from step time)")
+    max_minutes: float | None = option(None, "run", "a training budget: stop at the next step after this many minutes of "
+                                                    "training (summed over resumes), validate and end the run")
+    threads: int | None = option(None, "run", "torch CPU threads (null: torch's default); the run records the count used")
 
     strategy: str = option("single", "dist", "how the processes share the work: single (one process), ddp, zero1, "
                                              "zero2, zero3, fsdp, tp (gpt/transformer layers split), pp (gpt layers "
@@ -218,7 +240,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"{at('batch_size')} must be >= 1"),
             (self.bucket >= 0, f"{at('bucket')} (batches per length bucket, 0 = plain shuffle) must be >= 0"),
             (self.lr > 0, f"{at('lr')} must be > 0"),
-            (0.0 <= self.dropout < 1.0, f"{at('dropout')} must be in [0, 1)"),
+            (0.0 <= self.dropout < 1.0 and 0.0 <= (self.embed_dropout or 0.0) < 1.0, f"{at('dropout')} and {at('embed_dropout')} must be in [0, 1)"),
             (self.window_size >= 1, f"{at('window_size')} must be >= 1"),
             (self.vocab_size is None or self.vocab_size >= 1, f"{at('vocab_size')} must be >= 1 or null"),
             (self.min_freq >= 1, f"{at('min_freq')} must be >= 1"),
@@ -239,10 +261,19 @@ class TrainConfig:
             (self.micro_batches is None or self.micro_batches >= 1, f"{at('micro_batches')} must be >= 1 or null"),
             (self.dist_timeout > 0, f"{at('dist_timeout')} must be > 0 seconds"),
             (self.init_from is None or self.model in ("transformer", "simcse", "cross")
-             or (self.task in ("lm", *ALIGN_STAGES) and self.model == "gpt"),
+             or (self.task in ("lm", *ALIGN_STAGES) and self.model == "gpt") or self.task == "classify",
              f"{at('init_from')} (a pretrained encoder, or for lm and the align stages a causal LM) needs model: transformer "
              "(match: simcse or cross; lm and the align stages: gpt)"),
             *self.align_checks(at),
+            (self.w2v_window >= 1 and self.negatives >= 1 and self.subsample >= 0,
+             f"{at('w2v_window')} and {at('negatives')} must be >= 1, {at('subsample')} >= 0"),
+            (0.0 < self.mask_prob < 1.0, f"{at('mask_prob')} must be in (0, 1)"),
+            (self.task == "lm" or not self.reverse, f"{at('reverse')} (the backward LM) is an lm option"),
+            (self.max_minutes is None or self.max_minutes > 0, f"{at('max_minutes')} must be > 0 or null"),
+            (self.threads is None or self.threads >= 1, f"{at('threads')} must be >= 1 or null"),
+            (self.discriminative_lr is None or self.discriminative_lr >= 1, f"{at('discriminative_lr')} must be >= 1 or null"),
+            (self.task == "classify" or (self.discriminative_lr is None and not self.gradual_unfreeze and self.embed_dropout is None),
+             f"{at('discriminative_lr')}, {at('gradual_unfreeze')} and {at('embed_dropout')} are classify options"),
         ]
         for ok, message in checks + self.strategy_checks(at):
             if not ok:
@@ -259,6 +290,9 @@ class TrainConfig:
                                             f"head and samples are not spread over processes): drop {at('strategy')}"),
             (not (self.task == "lm" and self.model == "ngram"), f"the n-gram model is counted in one process; {strategy} "
                                                                 "needs a model trained by gradient descent"),
+            (self.task != "word2vec", f"word2vec updates its tables by hand in one process; drop {at('strategy')}"),
+            (self.discriminative_lr is None, f"{at('discriminative_lr')} groups the whole model's layers in one process; "
+                                             f"drop {at('strategy')} or {at('discriminative_lr')}"),
             (self.moe_experts == 0, f"a mixture-of-experts GPT ({at('moe_experts')}) trains in one process: its experts "
                                     f"are not spread over processes; drop {at('strategy')} or use a dense GPT"),
             (self.strategy != "pp" or (self.task, self.model) == ("lm", "gpt"),
@@ -291,6 +325,11 @@ class TrainConfig:
              f"{at('label_smoothing')} must be in [0, 0.5), and 0 with dpo_loss ipo"),
             (self.max_chars is None or self.max_chars >= 1, f"{at('max_chars')} must be >= 1 or null"),
         ]
+
+
+def names_runs(init_from: str) -> bool:
+    """Whether `init_from` names nlplab run directories (comma-separated), not a pretrained encoder folder."""
+    return all((Path(part) / "config.yaml").is_file() for part in init_from.split(","))
 
 
 def located(source: str, message: str) -> str:
@@ -356,7 +395,7 @@ def convert(value: Any, kind: Any, name: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        if isinstance(value, str) and value.strip().lstrip("+-").isdecimal():
             return int(value)
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if kind is float:

@@ -107,6 +107,8 @@ class LMTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.corpus: TextCorpus = load_corpus(cfg.data)
+        if cfg.reverse:
+            self.corpus = TextCorpus(self.corpus.name, *([d[::-1] for d in self.corpus.split(s)] for s in ("train", "dev", "test")))
         self.tokenizer = task_tokenizer(cfg, run_dir, resume, self.corpus.train, special_tokens=(PAD, UNK, EOS))
         if cfg.model == "ngram":
             self.model, self.ngram = nn.Module(), NGramLM(cfg.order, cfg.smoothing, cfg.add_k)

@@ -26,7 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,12 @@ from nlplab.optim import (
 )
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
-from nlplab.train.checkpoint import load_state, load_weights, save_state, save_weights
-from nlplab.train.config import TrainConfig, load_config
+from nlplab.train.checkpoint import WEIGHTS, load_state, load_weights, save_state, save_weights
+from nlplab.train.config import TrainConfig, load_config, names_runs
 from nlplab.train.curves import plot_history
+from nlplab.train.pretrained import run_tokenizer_dir
 
 CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
 
 TASKS = {
     "classify": "nlplab.train.classify:ClassifyTask",
@@ -63,6 +63,8 @@ TASKS = {
     "reward": "nlplab.train.reward:RewardTask",
     "ppo": "nlplab.train.ppo:PPOTask",
     "dpo": "nlplab.train.dpo:DPOTask",
+    "word2vec": "nlplab.train.word2vec:Word2VecTask",
+    "mlm": "nlplab.train.mlm:MLMTask",
 }
 
 
@@ -118,6 +120,22 @@ class Task(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back what `state_dict` gave, when a run resumes."""
 
+    def param_groups(self, params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+        """What the optimizer updates, given the trainable parameters: those (the default), or param groups of the
+        model with their own learning rates (one process only)."""
+        return params
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before epoch `epoch` (1, 2, …) trains, also on resume (e.g. to unfreeze layers)."""
+
+    manual_update: bool = False
+    """True when `step` computes the update itself and `update` applies it (word2vec's hand-written sparse SGD):
+    the loop then neither back-propagates nor steps the optimizer (one process only)."""
+
+    def update(self, lr: float) -> None:
+        """Apply the last `step`'s update at learning rate `lr` (tasks with `manual_update`)."""
+        raise NotImplementedError(f"{type(self).__name__} computes no update of its own")
+
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
         """What backward() sees: the loss plus penalties (L1/L2 on weight matrices, the task's auxiliary losses)."""
         if not (self.cfg.l1 or self.cfg.l2):
@@ -154,11 +172,15 @@ def run_config(run_dir: str | Path, task: str | None = None) -> TrainConfig:
 
 def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterable[str],
                    special_tokens: Sequence[str] | None = None) -> Tokenizer:
-    """The tokenizer of a task: the run's own on resume, the pretrained encoder's with --init-from, a saved one
-    (--tokenizer DIR), else one of algorithm --tokenizer trained on `texts` (with `special_tokens` when given)."""
+    """The tokenizer of a task: the run's own on resume, the pretrained encoder's or LM run's with --init-from, a
+    saved one (--tokenizer DIR), else one of algorithm --tokenizer trained on `texts` (with `special_tokens` when
+    given; a classifier starting from word vectors trains its own)."""
     if resume and (run_dir / "tokenizer").is_dir():
         return load_tokenizer(run_dir / "tokenizer")
-    if cfg.init_from is not None:
+    if cfg.init_from is not None and cfg.task == "classify" and names_runs(cfg.init_from):
+        if (pretrained := run_tokenizer_dir(cfg.init_from)) is not None:
+            return load_tokenizer(pretrained)
+    elif cfg.init_from is not None:
         folder = pretrained_folder(cfg.init_from)
         return load_tokenizer(folder / "tokenizer" if (folder / "config.yaml").is_file() else folder)
     if Path(cfg.tokenizer).exists():
@@ -188,6 +210,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     data, the tokenizer and --resume's run directory must be at the same path for every process (one machine, or a
     shared filesystem); every process returns the metrics and `on_epoch_end` is called on rank 0 only."""
     run_dir = Path(out)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    cfg = replace(cfg, threads=torch.get_num_threads())
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out, --overwrite deletes it: choose one")
     with joined(cfg.strategy, resolve_device(cfg.device), cfg.dist_timeout) as device:
@@ -238,12 +263,12 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float,
-                 compiling_seconds: float | None = None) -> dict[str, Any]:
+                 compiling_seconds: float | None = None, budget_spent: bool = False) -> dict[str, Any]:
     """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned;
     `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as compile_seconds when given."""
     compiling = {} if compiling_seconds is None else {"compile_seconds": compiling_seconds}
     metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
-               "train_seconds": train_seconds, **compiling, **task.final_metrics()}
+               "train_seconds": train_seconds, **compiling, "budget_spent": budget_spent, **task.final_metrics()}
     atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
     return metrics
 
@@ -300,7 +325,8 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
 
     A checkpoint is saved after every epoch, every `cfg.checkpoint_every` steps, and when the run is interrupted
     (SIGINT/SIGTERM) between two steps; it holds the epoch's progress and the random state, so a resumed run
-    reaches the metrics of an uninterrupted one.
+    reaches the metrics of an uninterrupted one. With `cfg.max_minutes`, the step that ends the budget (training
+    seconds summed over epochs and resumes) also ends its epoch and the run: validation, checkpoint, best weights.
 
     `strategy` (default: one process) places the model: every process steps through it on its share of each batch;
     the figures are summed over the processes, which agree on when to stop; checkpoints hold the whole model and one
@@ -313,7 +339,7 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         task.model.load_state_dict(state["model"])
     placed = strategy.wrap(task.model)
     whole = task.model = placed if strategy.whole is None else strategy.whole
-    optimizer = strategy.build_optimizer(lambda params: build_optimizer(cfg.optimizer, params, lr=cfg.lr,
+    optimizer = strategy.build_optimizer(lambda params: build_optimizer(cfg.optimizer, task.param_groups(params), lr=cfg.lr,
                                                                         weight_decay=cfg.weight_decay,
                                                                         momentum=cfg.momentum, impl=cfg.impl))
     scheduler = build_scheduler(cfg.schedule, optimizer, total_steps=cfg.epochs * steps_per_epoch,
@@ -352,10 +378,14 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         return figures, figures.pop("interrupted") > 0
 
     stopped = bool(history) and stopper.bad_epochs >= stopper.patience
+    budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else float("inf")
+    spent = lambda: sum(h["seconds"] for h in history)  # noqa: E731
+    budget_spent = spent() >= budget
     with interruptible() as interrupted:
         for epoch in range(start_epoch, cfg.epochs + 1):
-            if stopped:
+            if stopped or budget_spent:
                 break
+            task.start_epoch(epoch)
             placed.train()
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)
             order = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -370,12 +400,16 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
             for k, batch in enumerate(bar):
                 if k < now.steps:
                     continue
-                strategy.zero_grad(optimizer)
-                loss, n, extra = strategy.forward_backward(lambda shard: forward(task, shard),
-                                                           to_device(batch, task.device), task.objective)
-                if cfg.grad_clip:
-                    strategy.clip_grad_norm(cfg.grad_clip)
-                strategy.step(optimizer)
+                if task.manual_update:
+                    loss, n, extra = forward(task, to_device(batch, task.device))
+                    task.update(optimizer.param_groups[0]["lr"])
+                else:
+                    strategy.zero_grad(optimizer)
+                    loss, n, extra = strategy.forward_backward(lambda shard: forward(task, shard),
+                                                               to_device(batch, task.device), task.objective)
+                    if cfg.grad_clip:
+                        strategy.clip_grad_norm(cfg.grad_clip)
+                strategy.step(optimizer)  # after a manual update no parameter has a gradient: a no-op
                 scheduler.step()
                 figures, interrupted_now = summed({"loss": loss.item() * n, "seen": n, **extra})
                 now.steps, now.seen, now.loss_sum = k + 1, now.seen + int(figures.pop("seen")), now.loss_sum + figures.pop("loss")
@@ -383,6 +417,10 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
                     now.sums[key] = now.sums.get(key, 0.0) + value
                 bar.set_postfix(loss=f"{now.loss_sum / now.seen:.4f}")
                 step = (epoch - 1) * steps_per_epoch + k + 1
+                budget_spent = budget < float("inf") and bool(
+                    strategy.reduce_sum({"spent": float(spent() + time.perf_counter() - t0 >= budget)})["spent"])
+                if budget_spent:
+                    break
                 if interrupted_now or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and k + 1 < steps_per_epoch):
                     now.seconds, now.compile_seconds = time.perf_counter() - t0, compile_seconds() - c0
                     checkpoint(epoch - 1, now)
@@ -413,8 +451,9 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
     if main:
         stopper.restore(task.model)
         save_weights(run_dir / WEIGHTS, task.model)
-        metrics = save_metrics(task, stopper.best_epoch, len(history), sum(h["seconds"] for h in history),
-                               sum(h.get("compile_seconds", 0.0) for h in history) if cfg.compile else None)
+        metrics = save_metrics(task, stopper.best_epoch, len(history), spent(),
+                               sum(h.get("compile_seconds", 0.0) for h in history) if cfg.compile else None,
+                               budget_spent)
         plot_history(history, run_dir / "curves.png", metric=task.metric, title=f"{run_dir.name}: {cfg.task}, {cfg.model}",
                      best_epoch=stopper.best_epoch)
     return strategy.broadcast_json(metrics)

@@ -36,8 +36,14 @@ def check_imbalance(data: dict) -> None:
     assert data["train"]["negative"] == 10 * data["train"]["positive"]
 
 
+def check_pretraining(data: dict) -> None:
+    few, most = data["rows"][0], data["rows"][-1]
+    assert few["labelled examples"] < most["labelled examples"] and few["gain"] > most["gain"] and few["gain"] > 0
+    assert data["word2vec"]["vocab_size"] > 1000
+
+
 CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout-bn": check_dropout_bn,
-          "imbalance": check_imbalance}
+          "imbalance": check_imbalance, "pretraining": check_pretraining}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))

@@ -69,3 +69,16 @@ def test_bad_model_or_impl():
         TextClassifier(ClassifierConfig(model="transformer", vocab_size=5))
     with pytest.raises(ConfigError, match="bow model only"):
         TextClassifier(ClassifierConfig(model="lstm", vocab_size=5, ngrams=2))
+
+
+@pytest.mark.parametrize("model", ["bow", "textcnn", "lstm"])
+def test_embedding_dropout_is_its_own(model):
+    """embed_dropout drops embeddings only (null: the head's rate): with it at 0 the sentence vectors of a model in
+    training mode are deterministic however high the head's dropout."""
+    ids = torch.randint(1, 50, (4, 7))
+    args = (ids, torch.ones_like(ids, dtype=torch.bool), torch.full((4,), 7))
+    torch.manual_seed(0)
+    own = TextClassifier(ClassifierConfig(model=model, vocab_size=50, num_classes=2, dropout=0.9, embed_dropout=0.0)).train()
+    assert torch.equal(own.encode(*args), own.encode(*args))
+    shared = TextClassifier(ClassifierConfig(model=model, vocab_size=50, num_classes=2, dropout=0.9)).train()
+    assert not torch.equal(shared.encode(*args), shared.encode(*args))

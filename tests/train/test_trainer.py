@@ -121,7 +121,7 @@ def test_transformer_options_are_checked(tiny_tsv, tmp_path):
     from nlplab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs model: transformer"):
-        tiny_config(tiny_tsv, init_from="somewhere")
+        train(tiny_config(tiny_tsv, init_from="somewhere"), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="divisible by heads"):
         train(tiny_config(tiny_tsv, model="transformer", hidden_size=10, heads=4), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
