@@ -3,10 +3,11 @@ in parameter-efficient fine-tuning (--peft), the adapter it trains over that fro
 
 --init-from names the base and brings its tokenizer:
     all-MiniLM-L6-v2, a Hugging Face BERT folder   -> a BertEncoder (classify, match)
-    a Hugging Face GPT-2 folder                     -> a GPT (lm)
     an nlplab classify or match run                 -> its trained BertEncoder (a LoRA, QLoRA or BitFit run's adapter
                                                        merged in), with the run's tokenizer/
-`load_backbone` copies it into the transformer of a task's model (its one BertEncoder or GPT), shapes checked.
+    a GPT-2 folder or an nlplab causal LM run       -> a GPT (lm; read by `nlplab.train.init_from`)
+(the pre-training runs a classifier starts from are `nlplab.train.pretrained`'s). `load_backbone` copies the base
+into the transformer of a task's model (its one BertEncoder or GPT), shapes checked.
 
 build, adapt, place, fit: once a task has built its model (and loaded the base), `adapt` wraps it by name with
 `nlplab.peft` — every weight frozen but the method's and the task head's (`head_modules`). Such a run keeps
