@@ -17,7 +17,8 @@ from nlplab.dist.launch import launched
 from nlplab.errors import ConfigError, NlplabError, RunError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-MODULES = ["nlplab.cli.train", "nlplab.cli.use", "nlplab.cli.tokenizer", "nlplab.lab.cli", "nlplab.serve.cli"]
+MODULES = ["nlplab.cli.train", "nlplab.cli.use", "nlplab.cli.tokenizer", "nlplab.cli.peft", "nlplab.lab.cli",
+           "nlplab.serve.cli"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -28,7 +28,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"{out}: interrupted before its first checkpoint; training it again from the beginning", file=sys.stderr)
     metrics = train(cfg, out, resume=args.resume, overwrite=args.overwrite,
                     on_epoch_end=lambda _epoch, row: print(describe_epoch(row), flush=True),
-                    progress=False if args.no_progress else None)
+                    progress=False if args.no_progress else None,
+                    on_start=lambda info: print(info["summary"], flush=True))
     if not main:
         return
     from nlplab.cli.use import warn_skipped

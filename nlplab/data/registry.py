@@ -71,6 +71,11 @@ def shuffled_split(examples: Sequence[Example], fractions: Sequence[float], seed
     return parts
 
 
+def subsample(examples: Sequence[Any], n: int, seed: int = SPLIT_SEED) -> list[Any]:
+    """A fixed random subsample of `n` of the examples (all of them, reordered, when there are no more than n)."""
+    return random.Random(seed).sample(list(examples), min(n, len(examples)))
+
+
 def labels_of(examples: Sequence[Example]) -> list[str]:
     """Label names sorted (numerically when they are all integers)."""
     names = {label for _, label in examples}

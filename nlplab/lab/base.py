@@ -39,6 +39,7 @@ LABS = {
     "sorting": "nlplab.lab.sorting",
     "search": "nlplab.lab.search",
     "pretraining": "nlplab.lab.pretraining",
+    "lora-rank": "nlplab.lab.lora_rank",
 }
 
 

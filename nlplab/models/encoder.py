@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from nlplab.data.batching import padded_batch
 from nlplab.errors import ConfigError
 from nlplab.io import read_json_object
-from nlplab.models.hf import HFCheckpoint
+from nlplab.models.hf import HFCheckpoint, hf_activation, write_checkpoint
 from nlplab.models.virtual_tokens import extend_mask, prefix_cache, prepend_prompt
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, Linear, check_impl
 from nlplab.nn.pooling import masked_mean_pool
@@ -110,26 +110,50 @@ class BertEncoder(nn.Module):
         pooled = masked_mean_pool(self(ids, mask, token_type_ids), mask)
         return pooled / pooled.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
+    def hf_names(self) -> dict[str, str]:
+        """nlplab parameter -> its Hugging Face BertModel tensor, for every parameter but attn.kv (whose rows are
+        BERT's attention.self.key and .value one after the other)."""
+        names = {"tokens.weight": "embeddings.word_embeddings.weight",
+                 "positions.weight": "embeddings.position_embeddings.weight",
+                 "segments.weight": "embeddings.token_type_embeddings.weight"}
+        for p in ("weight", "bias"):
+            names[f"embed_norm.{p}"] = f"embeddings.LayerNorm.{p}"
+            names[f"pooler.{p}"] = f"pooler.dense.{p}"
+            for i in range(self.cfg.num_layers):
+                names |= {f"blocks.{i}.{ours}.{p}": f"encoder.layer.{i}.{theirs}.{p}" for ours, theirs in HF_LAYER_NAMES.items()}
+        return names
+
     @classmethod
     def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> BertEncoder:
         """Load a Hugging Face BERT folder (config.json + model.safetensors), e.g. all-MiniLM-L6-v2."""
         ckpt = HFCheckpoint(folder, ("bert",), prefix="bert.")
         model = cls(BertConfig.from_hf(ckpt, impl))
-        state = {
-            "tokens.weight": ckpt["embeddings.word_embeddings.weight"],
-            "positions.weight": ckpt["embeddings.position_embeddings.weight"],
-            "segments.weight": ckpt["embeddings.token_type_embeddings.weight"],
-        }
-        for p in ("weight", "bias"):
-            state[f"embed_norm.{p}"] = ckpt[f"embeddings.LayerNorm.{p}"]
-            state[f"pooler.{p}"] = ckpt[f"pooler.dense.{p}"]
-            for i in range(model.cfg.num_layers):
-                layer = f"encoder.layer.{i}."
-                for ours, theirs in HF_LAYER_NAMES.items():
-                    state[f"blocks.{i}.{ours}.{p}"] = ckpt[f"{layer}{theirs}.{p}"]
-                state[f"blocks.{i}.attn.kv.{p}"] = torch.cat([ckpt[f"{layer}attention.self.key.{p}"],
-                                                              ckpt[f"{layer}attention.self.value.{p}"]])
+        state = {ours: ckpt[theirs] for ours, theirs in model.hf_names().items()}
+        for i in range(model.cfg.num_layers):
+            for p in ("weight", "bias"):
+                layer = f"encoder.layer.{i}.attention.self."
+                state[f"blocks.{i}.attn.kv.{p}"] = torch.cat([ckpt[f"{layer}key.{p}"], ckpt[f"{layer}value.{p}"]])
         return ckpt.load_into(model, state)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a Hugging Face BertModel folder (config.json + model.safetensors) that `transformers` loads with
+        `BertModel.from_pretrained` / `AutoModel.from_pretrained`, and `from_pretrained` reads back: the inverse
+        of `from_pretrained`. Virtual tokens (prompt, prefix) are not part of BertModel and are not written."""
+        c, own = self.cfg, self.state_dict()
+        tensors = {theirs: own[ours] for ours, theirs in self.hf_names().items()}
+        for i in range(c.num_layers):
+            for p in ("weight", "bias"):
+                key, value = own[f"blocks.{i}.attn.kv.{p}"].chunk(2)
+                layer = f"encoder.layer.{i}.attention.self."
+                tensors |= {f"{layer}key.{p}": key, f"{layer}value.{p}": value}
+        config = {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": c.vocab_size,
+                  "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
+                  "intermediate_size": c.intermediate_size, "max_position_embeddings": c.max_position_embeddings,
+                  "type_vocab_size": c.type_vocab_size, "hidden_dropout_prob": c.dropout,
+                  "attention_probs_dropout_prob": c.dropout, "layer_norm_eps": c.layer_norm_eps,
+                  "hidden_act": hf_activation(c.activation), "pad_token_id": c.pad_token_id,
+                  "position_embedding_type": "absolute"}
+        return write_checkpoint(folder, config, tensors)
 
 
 def encode_batch(tokenizer: WordPieceTokenizer, texts: Sequence[str], max_length: int = 512) -> tuple[Tensor, Tensor]:

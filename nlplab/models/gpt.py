@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nlplab.models.hf import HFCheckpoint
+from nlplab.errors import ConfigError
+from nlplab.models.hf import HFCheckpoint, hf_activation, write_checkpoint
 from nlplab.models.virtual_tokens import extend_mask, prefix_cache, prepend_prompt
 from nlplab.nn import init
 from nlplab.nn.layers import Dropout, Embedding, LayerNorm, check_impl
@@ -153,24 +154,57 @@ class GPT(nn.Module):
         self.aux_loss = torch.stack(aux).sum()
         return self.final_norm(x[:, prompted:]), new_cache
 
+    def hf_names(self) -> dict[str, str]:
+        """nlplab parameter -> its GPT2Model tensor (GPT2LMHeadModel adds "transformer."; a Conv1D weight there is
+        this Linear's transpose), for every parameter but attn.q and attn.kv (rows of c_attn's columns: q, k, v)."""
+        names = {"tokens.weight": "wte.weight", "positions.weight": "wpe.weight",
+                 "final_norm.weight": "ln_f.weight", "final_norm.bias": "ln_f.bias"}
+        for i in range(self.cfg.n_layer):
+            ours, theirs = f"blocks.{i}.", f"h.{i}."
+            for p in ("weight", "bias"):
+                names |= {f"{ours}{mine}.{p}": f"{theirs}{hf}.{p}" for mine, hf in
+                          (*HF_LAYER_NAMES.items(), ("attn_norm", "ln_1"), ("ffn_norm", "ln_2"))}
+        return names
+
     @classmethod
     def from_pretrained(cls, folder: str | Path, impl: str = "fused") -> GPT:
         """Load a Hugging Face GPT-2 folder (config.json + model.safetensors). GPT-2 stores its projections as
         Conv1D, weight (in, out): transposed here into Linear's (out, in); c_attn holds q, k, v side by side."""
         ckpt = HFCheckpoint(folder, ("gpt2",), prefix="transformer.")
         model = cls(GPTConfig.from_hf(ckpt, impl))
-        d = model.cfg.n_embd
-        state = {"tokens.weight": ckpt["wte.weight"], "positions.weight": ckpt["wpe.weight"],
-                 "final_norm.weight": ckpt["ln_f.weight"], "final_norm.bias": ckpt["ln_f.bias"]}
+        d, conv1d = model.cfg.n_embd, conv1d_weights(model.cfg.n_layer)
+        state = {ours: ckpt[theirs].T if ours in conv1d else ckpt[theirs] for ours, theirs in model.hf_names().items()}
         for i in range(model.cfg.n_layer):
-            ours, theirs = f"blocks.{i}.", f"h.{i}."
-            qkv_weight, qkv_bias = ckpt[theirs + "attn.c_attn.weight"].T, ckpt[theirs + "attn.c_attn.bias"]
-            state |= {ours + "attn.q.weight": qkv_weight[:d], ours + "attn.kv.weight": qkv_weight[d:],
-                      ours + "attn.q.bias": qkv_bias[:d], ours + "attn.kv.bias": qkv_bias[d:]}
-            for mine, hf in HF_LAYER_NAMES.items():
-                state[f"{ours}{mine}.weight"] = ckpt[f"{theirs}{hf}.weight"].T
-                state[f"{ours}{mine}.bias"] = ckpt[f"{theirs}{hf}.bias"]
-            for mine, hf in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
-                for p in ("weight", "bias"):
-                    state[f"{ours}{mine}.{p}"] = ckpt[f"{theirs}{hf}.{p}"]
+            ours, theirs = f"blocks.{i}.attn.", f"h.{i}.attn.c_attn."
+            qkv_weight, qkv_bias = ckpt[theirs + "weight"].T, ckpt[theirs + "bias"]
+            state |= {ours + "q.weight": qkv_weight[:d], ours + "kv.weight": qkv_weight[d:],
+                      ours + "q.bias": qkv_bias[:d], ours + "kv.bias": qkv_bias[d:]}
         return ckpt.load_into(model, state)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write a Hugging Face GPT-2 folder (config.json + model.safetensors) that `transformers` loads with
+        `GPT2LMHeadModel.from_pretrained` (output layer tied to wte, as GPT-2's) and `from_pretrained` reads back:
+        the inverse of `from_pretrained`. Mixture-of-experts blocks have no GPT-2 form; virtual tokens are not
+        written."""
+        c, own = self.cfg, self.state_dict()
+        if c.moe_experts or not c.bias:
+            raise ConfigError("a GPT with mixture-of-experts blocks or without biases has no GPT-2 checkpoint form; "
+                              "keep it as an nlplab run")
+        conv1d = conv1d_weights(c.n_layer)
+        tensors = {f"transformer.{theirs}": own[ours].T if ours in conv1d else own[ours]
+                   for ours, theirs in self.hf_names().items()}
+        for i in range(c.n_layer):
+            ours, theirs = f"blocks.{i}.attn.", f"transformer.h.{i}.attn.c_attn."
+            tensors[theirs + "weight"] = torch.cat([own[ours + "q.weight"], own[ours + "kv.weight"]]).T
+            tensors[theirs + "bias"] = torch.cat([own[ours + "q.bias"], own[ours + "kv.bias"]])
+        config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
+                  "n_positions": c.block_size, "n_ctx": c.block_size, "n_layer": c.n_layer, "n_head": c.n_head,
+                  "n_embd": c.n_embd, "n_inner": c.n_inner, "resid_pdrop": c.dropout, "embd_pdrop": c.dropout,
+                  "attn_pdrop": c.dropout, "layer_norm_epsilon": c.layer_norm_eps,
+                  "activation_function": hf_activation(c.activation), "tie_word_embeddings": True}
+        return write_checkpoint(folder, config, tensors)
+
+
+def conv1d_weights(n_layer: int) -> set[str]:
+    """The nlplab weights stored transposed in GPT-2 (its Conv1D layers: attn.c_proj, mlp.c_fc, mlp.c_proj)."""
+    return {f"blocks.{i}.{mine}.weight" for i in range(n_layer) for mine in HF_LAYER_NAMES}

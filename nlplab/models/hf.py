@@ -1,24 +1,29 @@
-"""Reading Hugging Face checkpoints without transformers: a folder with `config.json` and `model.safetensors`.
+"""Reading and writing Hugging Face checkpoints without transformers: a folder with `config.json` and
+`model.safetensors`.
 
 Each model maps the checkpoint's tensor names onto its own (see `BertEncoder.from_pretrained`,
-`GPT.from_pretrained`); this module reads the folder, finds tensors under an optional prefix (`bert.`,
-`transformer.`, written by the task heads' classes), and loads the mapped state strictly, so that a missing or
-misshapen tensor fails loudly instead of leaving a layer at its random init.
+`GPT.from_pretrained`) and back (`save_pretrained`); this module reads the folder, finds tensors under an optional
+prefix (`bert.`, `transformer.`, written by the task heads' classes), and loads the mapped state strictly, so that a
+missing or misshapen tensor fails loudly instead of leaving a layer at its random init; `write_checkpoint` writes
+such a folder.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from nlplab.errors import ConfigError
-from nlplab.io import read_json_object
+from nlplab.io import atomic_write, atomic_write_text, read_json_object
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 """Hugging Face `hidden_act` / `activation_function` -> nlplab activation name."""
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
+"""nlplab activation name -> the Hugging Face name written by `save_pretrained`."""
 
 
 class HFCheckpoint:
@@ -61,3 +66,19 @@ class HFCheckpoint:
                                   f"expects {tuple(own[name].shape)}; config.json does not match model.safetensors")
         model.load_state_dict(state, strict=True)
         return model
+
+
+def hf_activation(name: str) -> str:
+    """The Hugging Face name of nlplab activation `name`, or ConfigError when transformers has no equal one."""
+    if name not in HF_ACTIVATIONS:
+        raise ConfigError(f"activation {name!r} has no Hugging Face equivalent; supported: {', '.join(HF_ACTIVATIONS)}")
+    return HF_ACTIVATIONS[name]
+
+
+def write_checkpoint(folder: str | Path, config: dict, tensors: dict[str, Tensor]) -> Path:
+    """Write `folder`/config.json and model.safetensors (contiguous CPU copies of `tensors`), each atomically."""
+    folder = Path(folder)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return folder

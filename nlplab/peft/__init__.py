@@ -15,8 +15,10 @@ from nlplab.peft.config import (
     QLoraConfig,
     build_config,
 )
-from nlplab.peft.model import PeftModel, get_peft_model
+from nlplab.peft.layout import head_modules
+from nlplab.peft.model import PeftModel, get_peft_model, parameter_counts, parameter_summary
 from nlplab.peft.qlora import Linear4bit, memory_report
 
 __all__ = ["METHODS", "AdapterConfig", "BitFitConfig", "Linear4bit", "LoraConfig", "PeftConfig", "PeftModel",
-           "PrefixTuningConfig", "PromptTuningConfig", "QLoraConfig", "build_config", "get_peft_model", "memory_report"]
+           "PrefixTuningConfig", "PromptTuningConfig", "QLoraConfig", "build_config", "get_peft_model", "head_modules",
+           "memory_report", "parameter_counts", "parameter_summary"]

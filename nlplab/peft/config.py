@@ -127,7 +127,8 @@ RECIPE_OPTIONS = {"lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout
 
 def build_config(method: str, **options: Any) -> PeftConfig:
     """The config of `method` (one of METHODS) from recipe options named as RECIPE_OPTIONS' keys; lora_targets may
-    be "q,v". An option the method does not use, or None, leaves the method's default; an unknown name is an error."""
+    be "q,v". An option the method does not use (a lora_ option of a method other than LoRA's), or None, leaves the
+    method's default; an unknown name is an error."""
     if method not in CONFIGS:
         raise ConfigError(f"unknown PEFT method {method!r}; choose one of {', '.join(METHODS)}")
     unknown = sorted(set(options) - set(RECIPE_OPTIONS))
@@ -135,7 +136,8 @@ def build_config(method: str, **options: Any) -> PeftConfig:
         raise ConfigError(f"unknown PEFT option {', '.join(unknown)}; the options are {', '.join(RECIPE_OPTIONS)}")
     cls = CONFIGS[method]
     used = {f.name for f in fields(cls)}
-    values = {RECIPE_OPTIONS[k]: v for k, v in options.items() if v is not None and RECIPE_OPTIONS[k] in used}
+    values = {RECIPE_OPTIONS[k]: v for k, v in options.items() if v is not None and RECIPE_OPTIONS[k] in used
+              and (issubclass(cls, LoraConfig) or not k.startswith("lora_"))}
     for name in ("target_modules", "modules_to_save"):
         if isinstance(values.get(name), str):
             values[name] = tuple(t.strip() for t in values[name].split(",") if t.strip())

@@ -111,6 +111,19 @@ def single_backbone(model: nn.Module, what: str) -> Backbone:
     return found[0]
 
 
+def head_modules(model: nn.Module) -> tuple[str, ...]:
+    """The modules beside the one transformer of `model` that hold parameters: its task head (a classifier's `head`,
+    a tagger's `head` and `crf`, a bi-encoder's projection `encoder.head`), which trains in full beside an adapter
+    (modules_to_save). A GPT language model has none: its output layer is its token embedding."""
+    heads, at, module = [], "", model
+    path = single_backbone(model, "an adapter").path
+    for part in path.split(".") if path else []:
+        heads += [at + name for name, child in module.named_children()
+                  if name != part and next(child.parameters(), None) is not None]
+        module, at = getattr(module, part), at + part + "."
+    return tuple(heads)
+
+
 def lone_backbone(model: nn.Module) -> Backbone | None:
     """The BertEncoder or GPT of `model` if it has exactly one (its LoRA sites then take transformers' names)."""
     found = find_backbones(model)

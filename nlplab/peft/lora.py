@@ -65,12 +65,12 @@ def layer_names(names: list[str]) -> str:
     return ", ".join(dict.fromkeys(re.sub(r"\.\d+\.", ".*.", f".{n}.")[1:-1] for n in names))
 
 
-def find_sites(model: nn.Module, targets: list[str] | tuple[str, ...]) -> dict[str, list[Segment]]:
+def find_sites(model: nn.Module, targets: list[str] | tuple[str, ...], method: str = "LoRA") -> dict[str, list[Segment]]:
     """The sites of `model` the targets name; a target that names none raises ConfigError listing the choices."""
     candidates = candidate_sites(model)
     unknown = [t for t in targets if not any(matches(name, t) for name in candidates)]
     if unknown:
-        raise ConfigError(f"LoRA target {', '.join(map(repr, unknown))} names no Linear layer of this model; its "
+        raise ConfigError(f"{method} target {', '.join(map(repr, unknown))} names no Linear layer of this model; its "
                           f"Linear layers are: {layer_names(list(candidates))} (a target matches a name or its end, "
                           f"e.g. 'q' or 'attn.q'; k, v and qkv name parts of an attention's kv)")
     return {name: segs for name, segs in candidates.items() if any(matches(name, t) for t in targets)}

@@ -77,7 +77,7 @@ class PeftModel(nn.Module):
         if isinstance(config, QLoraConfig):
             self.quantize(config.quantize_modules)
         if isinstance(config, LoraConfig):
-            self.sites = find_sites(model, config.target_modules)
+            self.sites = find_sites(model, config.target_modules, "QLoRA" if isinstance(config, QLoraConfig) else "LoRA")
             inject_lora(model, self.sites, config.r, config.alpha, config.dropout)
         elif isinstance(config, AdapterConfig):
             for name, module in named(model, config.target_modules, "adapter target").items():
@@ -144,16 +144,12 @@ class PeftModel(nn.Module):
         return self.model(*args, **kwargs)
 
     def trainable_parameters(self) -> tuple[int, int]:
-        """(trainable, total) numbers of parameters, as peft's get_nb_trainable_parameters; a 4-bit weight counts
-        as its number of entries."""
-        params = list(self.model.parameters())
-        packed = sum(m.out_features * m.in_features for m in self.model.modules() if isinstance(m, Linear4bit))
-        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params) + packed
+        """(trainable, total) numbers of parameters, as peft's get_nb_trainable_parameters (`parameter_counts`)."""
+        return parameter_counts(self.model)
 
     def summary(self) -> str:
         """One line: 'trainable 73,728 of 22,786,944 (0.32%)'."""
-        trainable, total = self.trainable_parameters()
-        return f"trainable {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)"
+        return parameter_summary(self.model)
 
     def lora_layers(self, action: str) -> list[LoraLinear]:
         if not isinstance(self.config, LoraConfig):
@@ -183,6 +179,11 @@ class PeftModel(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(True)
         return self.model
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """Every tensor training changes (the method's and modules_to_save's) by its name in the model, a shared
+        tensor once: with the base, all `load_state` needs to restore the adapted model."""
+        return {name: p.detach() for name, p in self.model.named_parameters() if p.requires_grad}
 
     def adapter_state(self) -> dict[str, Tensor]:
         """The method's trained tensors by their names in the model (shared tensors under each name)."""
@@ -241,6 +242,19 @@ class PeftModel(nn.Module):
         with torch.no_grad():
             for name, tensor in state.items():
                 own[name].copy_(tensor)
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) numbers of parameters of any model; a 4-bit weight counts as its number of entries."""
+    params = list(model.parameters())
+    packed = sum(m.out_features * m.in_features for m in model.modules() if isinstance(m, Linear4bit))
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params) + packed
+
+
+def parameter_summary(model: nn.Module) -> str:
+    """One line: 'trainable 73,728 of 22,786,944 (0.32%)'."""
+    trainable, total = parameter_counts(model)
+    return f"trainable {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
 
 
 def saved_module_names(state: dict[str, Tensor], model: nn.Module) -> list[str]:

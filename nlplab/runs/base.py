@@ -20,9 +20,9 @@ from nlplab.errors import ConfigError, DataError, RunError
 from nlplab.generate.causal import CausalLM, Generated, generate, picker, stream_text
 from nlplab.runtime import compile_model, resolve_device
 from nlplab.text import Tokenizer, load_tokenizer
-from nlplab.train.checkpoint import load_weights
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import WEIGHTS, run_config, run_json
+from nlplab.train.weights import load_trained
+from nlplab.train.trainer import run_config, run_json
 
 Record = dict[str, Any]
 
@@ -111,9 +111,10 @@ class RunPredictor(Predictor):
         self.model = self.load_model()
 
     def load_model(self) -> torch.nn.Module:
-        """The module model.json describes, with the run's best weights, on the device, in eval mode."""
+        """The module model.json describes, with the run's best weights (a PEFT run: its base and adapter), on the
+        device, in eval mode."""
         module = self.build(run_json(self.run_dir, "model.json"))
-        return load_weights(self.run_dir / WEIGHTS, module).to(self.device).eval()
+        return load_trained(self.run_dir, self.cfg, module).to(self.device).eval()
 
     def build(self, shape: dict[str, Any]) -> torch.nn.Module:
         raise NotImplementedError

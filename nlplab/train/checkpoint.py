@@ -22,6 +22,8 @@ WEIGHTS = "model.safetensors"
 """The best weights of a finished run."""
 
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
+WEIGHTS = "model.safetensors"
+"""A run's best weights (`save_weights`)."""
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:

@@ -13,11 +13,11 @@ import torch
 
 from nlplab.data.batching import batches, num_batches
 from nlplab.data.readers import Example
-from nlplab.data.registry import load_dataset
+from nlplab.data.registry import SPLIT_SEED, load_dataset, subsample
 from nlplab.errors import ConfigError, DataError
 from nlplab.io import atomic_write_text
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
-from nlplab.models.encoder import BertConfig, BertEncoder, pretrained_folder
+from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.runtime import forward_batches
 from nlplab.text import Tokenizer
@@ -25,6 +25,7 @@ from nlplab.text.base import PAD
 from nlplab.train.config import TrainConfig, names_runs
 from nlplab.train.metrics import classification_report
 from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
+from nlplab.train.weights import check_positions, encoder_run, load_backbone, pretrained_model
 from nlplab.train.trainer import Task, task_tokenizer
 
 
@@ -68,14 +69,12 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
         return None
     if pretrained is not None:
         shape = asdict(pretrained.cfg)
-        if cfg.window_size > shape["max_position_embeddings"]:
-            raise ConfigError(f"--window-size {cfg.window_size} exceeds the {shape['max_position_embeddings']} positions of "
-                              f"{cfg.init_from}; use --window-size {shape['max_position_embeddings']} or less")
+        check_positions(cfg, shape["max_position_embeddings"])
     else:
         if cfg.hidden_size % cfg.heads:
             raise ConfigError(f"hidden_size {cfg.hidden_size} (--hidden-size) must be divisible by heads {cfg.heads} (--heads)")
         shape = asdict(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.layers,
-                                  num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.window_size,
+                                  num_heads=cfg.heads, intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.positions(),
                                   dropout=cfg.dropout, pad_token_id=tokenizer.vocab.get(PAD)))
     shape.pop("impl")
     return shape
@@ -97,11 +96,15 @@ class ClassifyTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.metric = cfg.metric
-        from_runs = cfg.init_from is not None and names_runs(cfg.init_from)
+        from_runs = cfg.init_from is not None and names_runs(cfg.init_from) and not encoder_run(cfg.init_from)
         if cfg.init_from is not None and not from_runs and cfg.model != "transformer":
             raise ConfigError(f"init_from {cfg.init_from}: not an nlplab run (no config.yaml), and a pretrained encoder "
                               "folder needs model: transformer; train the pre-training run first")
         self.data = load_dataset(cfg.data, cfg.dev)
+        if cfg.train_examples is not None and cfg.train_examples < len(self.data.train):
+            self.data.notes.append(f"trained on a random {cfg.train_examples} of the {len(self.data.train)} training "
+                                   f"examples (seed {SPLIT_SEED})")
+            self.data.train = subsample(self.data.train, cfg.train_examples)
         self.tokenizer = task_tokenizer(cfg, run_dir, resume, (t for t, _ in self.data.train))
         self.labels = self.data.labels
         self.splits = {name: (encode_texts(self.tokenizer, (t for t, _ in self.data.split(name)), cfg.window_size)[0],
@@ -111,14 +114,16 @@ class ClassifyTask(Task):
 
         torch.manual_seed(cfg.seed)
         pretrained = None
-        if cfg.init_from is not None and not resume:
-            pretrained = masked_lm_encoder(cfg.init_from) if from_runs else BertEncoder.from_pretrained(pretrained_folder(cfg.init_from))
+        if cfg.init_from is not None and not from_runs:
+            pretrained = pretrained_model(cfg.init_from, BertEncoder)
+        elif from_runs and not resume:
+            pretrained = masked_lm_encoder(cfg.init_from)
         self.model_cfg = classifier_config(cfg, self.tokenizer, len(self.labels),
                                            transformer_shape(cfg, self.tokenizer, pretrained))
         model = TextClassifier(self.model_cfg)
         self.init_note = None
         if pretrained is not None:
-            model.encoder.load_state_dict(pretrained.state_dict())
+            load_backbone(model, pretrained)
         if from_runs and not resume:
             self.init_note = start_from_runs(model, cfg.init_from, self.tokenizer)
         self.model = model.to(device)

@@ -40,12 +40,14 @@ from nlplab.nn.activations import ACTIVATIONS
 from nlplab.optim.build import OPTIMIZERS
 from nlplab.optim.schedules import SCHEDULES
 from nlplab.rlhf import DPO_LOSSES, KL_ESTIMATORS
+from nlplab.peft import METHODS as PEFT_METHODS
 from nlplab.text import TOKENIZERS
 from nlplab.text.ngram import SMOOTHINGS
 
 SECTIONS = {"data": "the data and its tokens", "model": "the model's shape", "optim": "optimisation",
             "align": "the alignment stages (sft, reward, ppo, dpo)",
             "pretrain": "pre-training: word2vec, the backward LM, the masked LM",
+            "adapters": "parameter-efficient fine-tuning",
             "run": "the run: seed, device, checkpoints, budget",
             "dist": "several processes or machines, started by torchrun"}
 """Section name -> what its options are about (the groups of the recipe file and of `nlplab train --help`)."""
@@ -57,6 +59,9 @@ MODELS = {"classify": CLASSIFIERS, "lm": ("gpt", "ngram", *(m for m in NEURAL_LM
           "match": MATCHERS, "word2vec": W2V_ALGOS, "mlm": ("transformer",),
           **{stage: ("gpt",) for stage in ALIGN_STAGES}}
 """The models each task can train; the first is the task's default."""
+
+TRANSFORMERS = {"classify": ("transformer",), "tag": ("transformer",), "match": ("simcse", "cross"), "lm": ("gpt",)}
+"""The models of each task built around a transformer (a BertEncoder or a GPT): what --peft adapts."""
 
 MODEL_KINDS = {"classify": "model", "lm": "language model", "tag": "tagging model", "match": "matching model",
                "word2vec": "word2vec algorithm", "mlm": "masked language model",
@@ -94,6 +99,8 @@ class TrainConfig:
     bucket: int = option(50, "data", "batches per length bucket (0: plain shuffle)")
     max_chars: int | None = option(None, "data", "built-in sft and preference sets: keep only the reviews of at most this "
                                                  "many characters (null: all)")
+    train_examples: int | None = option(None, "data", "classify: train on a fixed random subsample of this many "
+                                                      "training examples (seed 0; null: all)")
 
     model: str | None = option(None, "model", "the model (default: the task's first); " + "; ".join(f"{task}: {', '.join(models)}" for task, models in MODELS.items()),
                         tuple(dict.fromkeys(m for models in MODELS.values() for m in models)))
@@ -101,11 +108,11 @@ class TrainConfig:
     hidden_size: int = option(128, "model", "hidden size (RNN state, transformer width, matcher output)")
     layers: int = option(1, "model", "number of layers")
     heads: int = option(4, "model", "attention heads (transformer, gpt)")
-    init_from: str | None = option(None, "model", "a pretrained model to start from: a Hugging Face BERT folder or "
-                                                  "all-MiniLM-L6-v2 (classify, match); an nlplab lm, sft, ppo or dpo run "
-                                                  "of model gpt, or a Hugging Face GPT-2 folder (lm and the align stages); "
-                                                  "classify: also an nlplab word2vec, lm or mlm run (FORWARD,BACKWARD for "
-                                                  "two lstm LM runs)")
+    init_from: str | None = option(None, "model", "a pretrained model to start from: a Hugging Face BERT folder, "
+                                                  "all-MiniLM-L6-v2 or an nlplab classify or match run's encoder (classify, "
+                                                  "match); an nlplab lm, sft, ppo or dpo run of model gpt, or a Hugging Face "
+                                                  "GPT-2 folder (lm and the align stages); classify: also an nlplab word2vec, "
+                                                  "lm or mlm run (FORWARD,BACKWARD for two lstm LM runs)")
     num_filters: int = option(128, "model", "textcnn: filters per kernel width")
     kernel_sizes: list[int] = option(lambda: [2, 3, 4], "model", "textcnn/cnn: kernel widths, comma-separated")
     activation: str = option("relu", "model", "activation function", tuple(ACTIVATIONS))
@@ -122,6 +129,17 @@ class TrainConfig:
     crf: bool = option(False, "model", "tag: a CRF output layer instead of softmax")
     loss: str | None = option(None, "model", "match: the training loss (default by model)", LOSSES)
     temperature: float = option(0.05, "model", "match with infonce: the softmax temperature")
+
+    peft: str | None = option(None, "adapters", "train only this method's few weights and the task head, the "
+                                                "transformer frozen (null: full fine-tuning)", PEFT_METHODS)
+    lora_r: int = option(8, "adapters", "lora, qlora: rank r of the update B A")
+    lora_alpha: float = option(16.0, "adapters", "lora, qlora: the update is scaled by lora_alpha / lora_r")
+    lora_dropout: float = option(0.0, "adapters", "lora, qlora: dropout on the LoRA input, in [0, 1)")
+    lora_targets: str = option("q,v", "adapters", "lora, qlora: the Linear layers to adapt by name or name ending, "
+                                                  "comma-separated (q, k, v, qkv, attn.out, ffn.fc1, ffn.fc2, ...)")
+    adapter_size: int = option(64, "adapters", "adapter: bottleneck size of each Houlsby adapter")
+    num_virtual_tokens: int = option(20, "adapters", "prompt, prefix: the number of trainable virtual tokens")
+    prefix_projection: int = option(0, "adapters", "prefix: hidden size of the reparameterising MLP (0: none)")
 
     epochs: int = option(5, "optim", "passes over the training data")
     batch_size: int = option(64, "optim", "examples (lm: windows) per step")
@@ -190,6 +208,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model is None and self.task in MODELS:
             self.model = MODELS[self.task][0]
+
+    def positions(self) -> int:
+        """Positions the transformer needs: the window, plus the virtual tokens of prompt or prefix tuning."""
+        return self.window_size + (self.num_virtual_tokens if self.peft in ("prompt", "prefix") else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The options by section, as config.yaml holds them (a section's `name` is its own option)."""
@@ -274,6 +296,21 @@ class TrainConfig:
             (self.discriminative_lr is None or self.discriminative_lr >= 1, f"{at('discriminative_lr')} must be >= 1 or null"),
             (self.task == "classify" or (self.discriminative_lr is None and not self.gradual_unfreeze and self.embed_dropout is None),
              f"{at('discriminative_lr')}, {at('gradual_unfreeze')} and {at('embed_dropout')} are classify options"),
+            (self.train_examples is None or self.train_examples >= 1, f"{at('train_examples')} must be >= 1 or null"),
+            (self.peft is None or self.model in TRANSFORMERS.get(self.task, ()),
+             f"{at('peft')} {self.peft} adapts the layers of a transformer and model {self.model} has none: "
+             f"{transformer_models(at('model'))}"),
+            (self.peft is None or (self.discriminative_lr is None and not self.gradual_unfreeze),
+             f"{at('peft')} trains only the adapter and the head: drop "
+             f"{at('gradual_unfreeze') if self.gradual_unfreeze else at('discriminative_lr')}"),
+            (self.lora_r >= 1, f"{at('lora_r')} (the rank of the LoRA update) must be >= 1, got {self.lora_r}"),
+            (self.lora_alpha > 0, f"{at('lora_alpha')} must be > 0"),
+            (0.0 <= self.lora_dropout < 1.0, f"{at('lora_dropout')} must be in [0, 1)"),
+            (any(t.strip() for t in self.lora_targets.split(",")),
+             f"{at('lora_targets')} must name at least one layer, e.g. q,v"),
+            (self.adapter_size >= 1 and self.num_virtual_tokens >= 1,
+             f"{at('adapter_size')} and {at('num_virtual_tokens')} must be >= 1"),
+            (self.prefix_projection >= 0, f"{at('prefix_projection')} must be >= 0 (0: no projection)"),
         ]
         for ok, message in checks + self.strategy_checks(at):
             if not ok:
@@ -293,6 +330,8 @@ class TrainConfig:
             (self.task != "word2vec", f"word2vec updates its tables by hand in one process; drop {at('strategy')}"),
             (self.discriminative_lr is None, f"{at('discriminative_lr')} groups the whole model's layers in one process; "
                                              f"drop {at('strategy')} or {at('discriminative_lr')}"),
+            (self.peft is None, f"{at('peft')} {self.peft} trains in one process: its frozen base is not spread over "
+                                f"processes; drop {at('strategy')} or train in full"),
             (self.moe_experts == 0, f"a mixture-of-experts GPT ({at('moe_experts')}) trains in one process: its experts "
                                     f"are not spread over processes; drop {at('strategy')} or use a dense GPT"),
             (self.strategy != "pp" or (self.task, self.model) == ("lm", "gpt"),
@@ -330,6 +369,14 @@ class TrainConfig:
 def names_runs(init_from: str) -> bool:
     """Whether `init_from` names nlplab run directories (comma-separated), not a pretrained encoder folder."""
     return all((Path(part) / "config.yaml").is_file() for part in init_from.split(","))
+
+
+def transformer_models(flag: str) -> str:
+    """What to choose instead, for messages: 'use --model transformer (classify, tag), simcse or cross (match) ...'."""
+    by_models: dict[tuple[str, ...], list[str]] = {}
+    for task, models in TRANSFORMERS.items():
+        by_models.setdefault(models, []).append(task)
+    return f"use {flag} " + ", ".join(f"{' or '.join(models)} ({', '.join(tasks)})" for models, tasks in by_models.items())
 
 
 def located(source: str, message: str) -> str:

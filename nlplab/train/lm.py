@@ -37,6 +37,7 @@ from nlplab.text.ngram import NGramLM
 from nlplab.train.config import TrainConfig
 from nlplab.train.init_from import load_starting_lm
 from nlplab.train.trainer import Task, task_tokenizer
+from nlplab.train.weights import check_positions
 
 EOS = "<|endoftext|>"
 NGRAM_FILE = "ngram.json"
@@ -121,9 +122,10 @@ class LMTask(Task):
         torch.manual_seed(cfg.seed)
         if cfg.init_from is not None:
             start = load_starting_lm(cfg.init_from, cfg.window_size, cfg.dropout, cfg.impl)
+            check_positions(cfg, start.shape.block_size)
             self.shape, self.model = start.shape, start.model.to(device)
             return
-        self.shape = LMConfig(model=cfg.model, vocab_size=self.tokenizer.vocab_size, block_size=cfg.window_size,
+        self.shape = LMConfig(model=cfg.model, vocab_size=self.tokenizer.vocab_size, block_size=cfg.positions(),
                               embed_dim=cfg.embed_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, heads=cfg.heads,
                               kernel_size=max(cfg.kernel_sizes), dropout=cfg.dropout, moe_experts=cfg.moe_experts,
                               moe_top_k=cfg.moe_top_k, impl=cfg.impl)

@@ -31,10 +31,9 @@ from nlplab.data.batching import batch_rows, num_batches, pad_batch, padded_batc
 from nlplab.data.pairs import Pair, load_pairs
 from nlplab.errors import ConfigError
 from nlplab.io import atomic_write_text
-from nlplab.models.encoder import BertEncoder, pretrained_folder
+from nlplab.models.encoder import BertEncoder
 from nlplab.models.matcher import (
     DEFAULT_LOSS,
-    BiEncoder,
     MatcherConfig,
     build_matcher,
     scores_are_probabilities,
@@ -46,6 +45,7 @@ from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
+from nlplab.train.weights import load_backbone, pretrained_model
 from nlplab.train.trainer import Task, task_tokenizer
 
 SIDES = ("a", "b", "pair")
@@ -185,12 +185,11 @@ class MatchTask(Task):
         self.tokenizer = task_tokenizer(cfg, run_dir, resume, pair_texts(self.data.train),
                                         (PAD, UNK, CLS, SEP) if cross_specials else None)
         torch.manual_seed(cfg.seed)
-        pretrained = BertEncoder.from_pretrained(pretrained_folder(cfg.init_from)) if cfg.init_from is not None and not resume else None
+        pretrained = pretrained_model(cfg.init_from, BertEncoder) if cfg.init_from is not None else None
         self.model_cfg = matcher_config(cfg, self.tokenizer, pretrained)
         model = build_matcher(self.model_cfg)
         if pretrained is not None:
-            bert = model.encoder.encoder if isinstance(model, BiEncoder) else model.encoder
-            bert.load_state_dict(pretrained.state_dict())
+            load_backbone(model, pretrained)
         self.model = model.to(device)
         joined = cfg.model == "cross"
         train = self_pairs(self.data.train) if self.model_cfg.loss == "infonce-unsup" else self.data.train

@@ -105,8 +105,6 @@ def scheme_report(scheme: str, labels: list[str], items: Sequence[Tagged], predi
 
 def prepare(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TaggedDataset, Tokenizer]:
     """The data, and the character tokenizer (`task_tokenizer`, trained on the normalised training characters)."""
-    if cfg.init_from is not None:
-        raise ConfigError("--init-from is not available for tagging; train the tagger's encoder from scratch")
     if cfg.tokenizer in TOKENIZERS and cfg.tokenizer != "char":
         raise ConfigError(f"tagging is per character: use --tokenizer char (or a saved char tokenizer), not {cfg.tokenizer!r}")
     data = load_tagging(cfg.data, cfg.dev)

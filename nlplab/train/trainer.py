@@ -47,10 +47,11 @@ from nlplab.optim import (
 )
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
-from nlplab.train.checkpoint import WEIGHTS, load_state, load_weights, save_state, save_weights
+from nlplab.train.checkpoint import load_state, save_state
 from nlplab.train.config import TrainConfig, load_config, names_runs
 from nlplab.train.curves import plot_history
 from nlplab.train.pretrained import run_tokenizer_dir
+from nlplab.train.weights import adapt, encoder_run, parameter_info, save_trained, trained_part
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -140,7 +141,7 @@ class Task(ABC):
         """What backward() sees: the loss plus penalties (L1/L2 on weight matrices, the task's auxiliary losses)."""
         if not (self.cfg.l1 or self.cfg.l2):
             return loss
-        weights = [p for p in self.model.parameters() if p.dim() > 1]
+        weights = [p for p in self.model.parameters() if p.dim() > 1 and p.requires_grad]
         if self.cfg.l1:
             loss = loss + l1_penalty(weights, self.cfg.l1)
         if self.cfg.l2:
@@ -177,7 +178,8 @@ def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterabl
     given; a classifier starting from word vectors trains its own)."""
     if resume and (run_dir / "tokenizer").is_dir():
         return load_tokenizer(run_dir / "tokenizer")
-    if cfg.init_from is not None and cfg.task == "classify" and names_runs(cfg.init_from):
+    from_runs = cfg.init_from is not None and names_runs(cfg.init_from) and not encoder_run(cfg.init_from)
+    if cfg.task == "classify" and from_runs:
         if (pretrained := run_tokenizer_dir(cfg.init_from)) is not None:
             return load_tokenizer(pretrained)
     elif cfg.init_from is not None:
@@ -189,11 +191,6 @@ def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterabl
     return build_tokenizer(cfg.tokenizer, **options).train(texts, vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
 
 
-def run_model(run_dir: Path, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """`model` (built from the run's model.json) with the run's best weights, on `device`, in eval mode."""
-    return load_weights(run_dir / WEIGHTS, model).to(device).eval()
-
-
 def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
     """A JSON object a trained run keeps beside its weights (model.json, labels.json, ...), or RunError."""
     return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
@@ -202,13 +199,16 @@ def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
-          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, progress: bool | None = None) -> dict[str, Any]:
+          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None, progress: bool | None = None,
+          on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train the model `cfg` describes into run directory `out`; returns the final metrics.
 
     `resume` continues from the last checkpoint; a run interrupted before its first checkpoint starts again from
     the beginning. `overwrite` deletes a run already in `out` first. Under a strategy (see the module docstring) the
     data, the tokenizer and --resume's run directory must be at the same path for every process (one machine, or a
-    shared filesystem); every process returns the metrics and `on_epoch_end` is called on rank 0 only."""
+    shared filesystem); every process returns the metrics and `on_epoch_end` is called on rank 0 only. Once the
+    model is built (and adapted, with cfg.peft), `on_start` receives its parameter counts
+    (`weights.parameter_info`) on rank 0."""
     run_dir = Path(out)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -219,6 +219,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         strategy = build_strategy(cfg.strategy, cfg.impl, micro_batches=cfg.micro_batches)
         resume = shared_claim(strategy, run_dir, resume, overwrite)
         task = task_class(cfg.task)(cfg, run_dir, resume, device)
+        if cfg.peft is not None:
+            task.model = adapt(task.model, cfg, run_dir, resume)
+        if on_start is not None and strategy.is_main and next(task.model.parameters(), None) is not None:
+            on_start(parameter_info(task.model))
         if cfg.compile:
             compile_model(task.model)
         seconds = task.fit_directly()
@@ -264,11 +268,15 @@ def save_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seconds: float,
                  compiling_seconds: float | None = None, budget_spent: bool = False) -> dict[str, Any]:
-    """The final metrics of the run (the task's dev and test figures), written to metrics.json and returned;
-    `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as compile_seconds when given."""
+    """The final metrics of the run (the task's dev and test figures, the parameters trained and in all), written
+    to metrics.json and returned; `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as
+    compile_seconds when given."""
     compiling = {} if compiling_seconds is None else {"compile_seconds": compiling_seconds}
+    counts = parameter_info(task.model)
     metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
                "train_seconds": train_seconds, **compiling, "budget_spent": budget_spent, **task.final_metrics()}
+    if counts["total"]:
+        metrics["parameters"] = {k: counts[k] for k in ("trainable", "total")}
     atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
     return metrics
 
@@ -330,13 +338,15 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
 
     `strategy` (default: one process) places the model: every process steps through it on its share of each batch;
     the figures are summed over the processes, which agree on when to stop; checkpoints hold the whole model and one
-    process's optimizer state. Rank 0 validates the whole model (`strategy.whole_model`) and writes."""
+    process's optimizer state. Rank 0 validates the whole model (`strategy.whole_model`) and writes. A PEFT model
+    (one process) keeps only its trained tensors in checkpoints and early stopping."""
     strategy = strategy or Strategy()
     cfg, run_dir, main = task.cfg, task.run_dir, strategy.is_main
+    adapter = trained_part(task.model)
     steps_per_epoch = task.num_train_batches()
     state = load_state(checkpoint_path) if task.resume else None
     if state is not None:
-        task.model.load_state_dict(state["model"])
+        (task.model if adapter is None else adapter).load_state_dict(state["model"])
     placed = strategy.wrap(task.model)
     whole = task.model = placed if strategy.whole is None else strategy.whole
     optimizer = strategy.build_optimizer(lambda params: build_optimizer(cfg.optimizer, task.param_groups(params), lr=cfg.lr,
@@ -360,8 +370,12 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
         task.save_meta(run_dir)
         save_config(run_dir, cfg)
 
+    def trained_state() -> dict[str, Any]:
+        """What checkpoints keep of the model: its whole state, or a PEFT model's trained tensors."""
+        return strategy.state_dict() if adapter is None else adapter.state_dict()
+
     def checkpoint(epoch_done: int, now: EpochProgress | None = None, weights: dict[str, Any] | None = None) -> None:
-        weights = strategy.state_dict() if weights is None else weights
+        weights = trained_state() if weights is None else weights
         moments = strategy.optimizer_state_dict(optimizer)
         rng = ranks_random_state(strategy, task.device) if now is not None else None
         if not main:
@@ -429,8 +443,8 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
             bar.close()
             task.model = whole
             seconds, compiling = time.perf_counter() - t0, compile_seconds() - c0
-            weights = strategy.state_dict()
-            evaluated = strategy.whole_model(weights)
+            weights = trained_state()
+            evaluated = strategy.whole_model(weights) if adapter is None else adapter
             val = strategy.broadcast_json(task.validate() if main else None)
             row = {"epoch": epoch, "train_loss": now.loss_sum / now.seen,
                    **{f"train_{k}": v / now.seen for k, v in now.sums.items()}, **{f"val_{k}": v for k, v in val.items()},
@@ -449,8 +463,8 @@ def fit(task: Task, checkpoint_path: Path, on_epoch_end: Callable[[int, dict[str
 
     metrics = None
     if main:
-        stopper.restore(task.model)
-        save_weights(run_dir / WEIGHTS, task.model)
+        stopper.restore(task.model if adapter is None else adapter)
+        save_trained(run_dir, task.model)
         metrics = save_metrics(task, stopper.best_epoch, len(history), spent(),
                                sum(h.get("compile_seconds", 0.0) for h in history) if cfg.compile else None,
                                budget_spent)

@@ -27,8 +27,9 @@ from nlplab.dist import RankError, joined, spawn
 from nlplab.errors import ConfigError
 from nlplab.runs import load_run
 from nlplab.train.classify import ClassifyTask
+from nlplab.train.checkpoint import WEIGHTS
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import CHECKPOINT, WEIGHTS, train
+from nlplab.train.trainer import CHECKPOINT, train
 
 POS = ["这本书很好看，推荐", "质量不错，很满意", "服务热情，环境很好", "非常喜欢，值得购买", "房间干净，早餐丰富"]
 NEG = ["质量太差了，失望", "服务很差，不推荐", "房间很脏，很吵", "一点也不好看，浪费钱", "物流太慢，包装破损"]

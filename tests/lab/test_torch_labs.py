@@ -42,8 +42,17 @@ def check_pretraining(data: dict) -> None:
     assert data["word2vec"]["vocab_size"] > 1000
 
 
+def check_lora_rank(data: dict) -> None:
+    rows = {r["method"]: r for r in data["rows"]}
+    head = 384 * 2 + 2
+    for r in (1, 64):  # 2·d·r for each of q and v in 6 layers of width 384, and the head
+        assert rows[f"LoRA r={r}"]["trainable"] == 2 * 384 * r * 2 * 6 + head
+    assert rows["full fine-tuning"]["trainable"] == rows["full fine-tuning"]["total"] == 22_713_216 + head
+    assert rows["LoRA r=1"]["trainable %"] < 0.05 and rows["LoRA r=1"]["val accuracy"] > 0.55
+
+
 CHECKS = {"attention-scale": check_attention_scale, "norm": check_norm, "dropout-bn": check_dropout_bn,
-          "imbalance": check_imbalance, "pretraining": check_pretraining}
+          "imbalance": check_imbalance, "pretraining": check_pretraining, "lora-rank": check_lora_rank}
 
 
 @pytest.mark.parametrize("name", list(CHECKS))

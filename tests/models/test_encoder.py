@@ -90,3 +90,23 @@ def test_random_encoder_shapes_and_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ConfigError, match="model_type"):
         BertEncoder.from_pretrained(tmp_path)
+
+
+def test_save_pretrained_writes_a_bert_model_transformers_loads(batch, tmp_path):
+    torch.manual_seed(3)
+    ours = BertEncoder.from_pretrained(FOLDER).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # not the weights transformers could read from FOLDER itself
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    assert type(theirs).__name__ == "BertModel"
+    ids, mask = batch
+    with torch.no_grad():
+        expected = theirs(input_ids=ids, attention_mask=mask.long())
+        hidden = ours(ids, mask)
+    assert (hidden - expected.last_hidden_state)[mask].abs().max() <= 1e-5
+    assert (ours.pool(hidden) - expected.pooler_output).abs().max() <= 1e-5
+    back = BertEncoder.from_pretrained(tmp_path)
+    assert back.cfg == ours.cfg
+    assert all(torch.equal(t, back.state_dict()[k]) for k, t in ours.state_dict().items())

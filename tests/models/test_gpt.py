@@ -118,3 +118,18 @@ def test_moe_gpt_learns_a_toy_sequence_task(top_k):
     model(ids)
     routers = [block.ffn.router.weight for block in model.blocks]
     assert all(g.abs().sum() > 0 for g in torch.autograd.grad(model.aux_loss, routers))
+
+
+def test_save_pretrained_is_the_inverse_of_from_pretrained(hf_folder, tmp_path):
+    ours = GPT.from_pretrained(hf_folder).eval()
+    with torch.no_grad():
+        ours.blocks[0].attn.kv.weight.add_(0.1)  # a change to find again in c_attn's key and value columns
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (ours(ids)[0] - theirs(ids).logits).abs().max() <= 1e-5
+    back = GPT.from_pretrained(tmp_path)
+    assert all(torch.equal(t, back.state_dict()[k]) for k, t in ours.state_dict().items())
+    with pytest.raises(ConfigError, match="mixture-of-experts"):
+        GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=8, moe_experts=2)).save_pretrained(tmp_path / "moe")

@@ -112,5 +112,6 @@ def test_bad_options_fail_with_the_fix(tiny_classifier):
     cfg = build_config("lora", lora_r=2, lora_targets="q, v,out", num_virtual_tokens=4, adapter_size=None)
     assert (cfg.r, cfg.alpha, cfg.target_modules) == (2, 16.0, ("q", "v", "out"))
     assert build_config("prefix", lora_r=2, num_virtual_tokens=4, prefix_projection=8).projection == 8
+    assert build_config("adapter", lora_targets="q,v").target_modules == ("attn.out", "ffn.fc2")  # a LoRA option
     with pytest.raises(ConfigError, match="only LoRA folds"):
         get_peft_model(tiny_classifier(), PromptTuningConfig(num_virtual_tokens=2)).merge()

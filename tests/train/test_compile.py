@@ -12,8 +12,9 @@ from safetensors import safe_open
 from nlplab.cli import main
 from nlplab.generate import causal
 from nlplab.runs import load_run
+from nlplab.train.checkpoint import WEIGHTS
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import CHECKPOINT, WEIGHTS, train
+from nlplab.train.trainer import CHECKPOINT, train
 
 WORDS = ["今天", "天气", "很好", "我们", "去", "公园", "散步", "明天", "下雨"]
 

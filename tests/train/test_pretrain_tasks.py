@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 
 from nlplab.cli import main
 from nlplab.models.word_vectors import WordVectors
+from nlplab.train.checkpoint import WEIGHTS
 from nlplab.train.config import TrainConfig
 from nlplab.train.mlm import MLMTask
-from nlplab.train.trainer import CHECKPOINT, WEIGHTS, train
+from nlplab.train.trainer import CHECKPOINT, train
 from nlplab.train.word2vec import VECTORS, Word2VecTask
 
 WORDS = ["今天", "天气", "很好", "我们", "去", "公园", "散步", "明天", "下雨", "不", "想", "出门"]
