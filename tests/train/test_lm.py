@@ -3,7 +3,6 @@ end to end through the CLI (train, eval, score), resume, and the GPT's MoE flags
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -12,21 +11,15 @@ from nlplab.cli import main
 from nlplab.data.corpora import load_corpus
 from nlplab.errors import DataError
 from nlplab.models.lm import NEURAL_LMS, LMConfig, build_lm
-from nlplab.train.config import TrainConfig
 from nlplab.runs import load_run
+from nlplab.train.config import TrainConfig
 from nlplab.train.lm import encode_stream, stream_nll, windows
 from nlplab.train.trainer import train
 
-WORDS = ["今天", "天气", "很好", "我们", "去", "公园", "散步", "明天", "下雨", "不", "想", "出门"]
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    rng = random.Random(0)
-    lines = ["".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10))) + "。" for _ in range(120)]
-    path = tmp_path / "docs.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def corpus(word_corpus):
+    return word_corpus(120, 3, 10)
 
 
 def lm_config(data, **fields):

@@ -2,7 +2,6 @@
 end as uninterrupted ones; `--max-minutes` ends a run as finished; the thread count is recorded; bad options exit 2."""
 
 import json
-import random
 
 import pytest
 import torch
@@ -17,16 +16,10 @@ from nlplab.train.mlm import MLMTask
 from nlplab.train.trainer import CHECKPOINT, train
 from nlplab.train.word2vec import VECTORS, Word2VecTask
 
-WORDS = ["今天", "天气", "很好", "我们", "去", "公园", "散步", "明天", "下雨", "不", "想", "出门"]
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    rng = random.Random(0)
-    lines = ["".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + "。" for _ in range(150)]
-    path = tmp_path / "docs.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def corpus(word_corpus):
+    return word_corpus(150, 3, 12)
 
 
 def pretrain_config(data, task, **fields):
