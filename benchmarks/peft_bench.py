@@ -4,10 +4,10 @@
 
 Each method trains with its recipe `configs/sst2-<method>.yaml` in a child process (`python -m nlplab train`), so
 that its peak memory (the child's maximum resident set size, from wait4) is its own. Every recipe trains on the same
-fixed random subsample of the training split (`train_examples`) and is scored on the same validation split (10% of
-the training file, seed 0; the GLUE dev split is held out elsewhere). Recorded per method: validation accuracy,
-trainable and total parameters, training seconds per epoch, peak memory, the size of what the run saves (its
-adapter/ folder, or model.safetensors for full fine-tuning), and for QLoRA the memory of its frozen base.
+data (the whole training split, or the same random `train_examples` of it) and is scored on the same validation
+split (10% of the training file, seed 0; the GLUE dev split is held out elsewhere). Recorded per method: validation
+accuracy, trainable and total parameters, training seconds per epoch, peak memory, the size of what the run saves
+(its adapter/ folder, or model.safetensors for full fine-tuning), and for QLoRA the memory of its frozen base.
 A method is any recipe name configs/sst2-<method>.yaml (e.g. lora-attn). Writes benchmarks/results/peft.json
 and peft.md.
 """
