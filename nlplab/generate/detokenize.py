@@ -50,11 +50,11 @@ class Detokenizer:
         now = self.decode(self.ids[self.start :])
         fresh = now[len(before) :]
         if self.stop:
-            seen = self.text + fresh
             begin = max(0, len(self.text) - self.reach)
-            hits = [i for i in (seen.find(s, begin) for s in self.stop) if i >= 0]
+            seen = self.text[begin:] + fresh
+            hits = [i for i in (seen.find(s) for s in self.stop) if i >= 0]
             if hits:
-                self.text, self.pending, self.stopped = seen[: min(hits)], "", True
+                self.text, self.pending, self.stopped = self.text[:begin] + seen[: min(hits)], "", True
                 return True
         if now.endswith(REPLACEMENT) or len(now) <= len(before):
             self.pending = fresh
