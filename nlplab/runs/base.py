@@ -20,9 +20,10 @@ from nlplab.errors import ConfigError, DataError, RunError
 from nlplab.generate.causal import CausalLM, Generated, generate, picker, stream_text
 from nlplab.runtime import compile_model, resolve_device
 from nlplab.text import Tokenizer, load_tokenizer
+from nlplab.train.checkpoint import run_json
 from nlplab.train.config import TrainConfig
+from nlplab.train.trainer import run_config
 from nlplab.train.weights import load_trained
-from nlplab.train.trainer import run_config, run_json
 
 Record = dict[str, Any]
 

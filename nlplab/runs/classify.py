@@ -15,9 +15,9 @@ from nlplab.data.registry import DATASETS, load_dataset
 from nlplab.models.classifier import ClassifierConfig, TextClassifier
 from nlplab.runs.base import Record, RunPredictor, check_inputs
 from nlplab.runtime import forward_batches
+from nlplab.train.checkpoint import run_json
 from nlplab.train.classify import encode_texts, evaluate, label_ids, report
 from nlplab.train.config import TrainConfig
-from nlplab.train.trainer import run_json
 
 
 class ClassifierPredictor(RunPredictor):

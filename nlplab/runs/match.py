@@ -23,9 +23,9 @@ from nlplab.models.matcher import BI_ENCODERS, BiEncoder, MatcherConfig, build_m
 from nlplab.nn.losses import unit
 from nlplab.runs.base import Record, RunPredictor
 from nlplab.runtime import forward_batches
+from nlplab.train.checkpoint import run_json
 from nlplab.train.config import TrainConfig
 from nlplab.train.match import EncodedPairs, encode_pairs, pair_report, score_pairs
-from nlplab.train.trainer import run_json
 
 
 def as_pair(item: str | Sequence[str], number: int) -> Pair:

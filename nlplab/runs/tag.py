@@ -9,10 +9,10 @@ from typing import Any
 from nlplab.data.tagging import TAGGING_DATASETS, Tagged, check_tags, load_tagging, read_tagged
 from nlplab.models.tagger import Tagger, TaggerConfig
 from nlplab.runs.base import Record, RunPredictor, check_inputs
+from nlplab.train.checkpoint import run_json
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import bio_spans, bmes_spans
 from nlplab.train.tag import encode, predict, scheme_report
-from nlplab.train.trainer import run_json
 
 
 class TaggerPredictor(RunPredictor):

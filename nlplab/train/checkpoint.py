@@ -16,14 +16,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from nlplab.errors import RunError
-from nlplab.io import atomic_write
-
-WEIGHTS = "model.safetensors"
-"""The best weights of a finished run."""
+from nlplab.io import atomic_write, read_json_object
 
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
 WEIGHTS = "model.safetensors"
 """A run's best weights (`save_weights`)."""
+
+
+def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
+    """A JSON object a trained run keeps beside its weights (model.json, labels.json, ...), or RunError."""
+    return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:

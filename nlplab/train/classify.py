@@ -25,8 +25,8 @@ from nlplab.text.base import PAD
 from nlplab.train.config import TrainConfig, names_runs
 from nlplab.train.metrics import classification_report
 from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
-from nlplab.train.weights import check_positions, encoder_run, load_backbone, pretrained_model
 from nlplab.train.trainer import Task, task_tokenizer
+from nlplab.train.weights import check_positions, encoder_run, load_backbone, pretrained_model
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], window_size: int) -> tuple[list[list[int]], list[bool]]:

@@ -39,8 +39,8 @@ from nlplab.models.word2vec import ALGOS as W2V_ALGOS
 from nlplab.nn.activations import ACTIVATIONS
 from nlplab.optim.build import OPTIMIZERS
 from nlplab.optim.schedules import SCHEDULES
-from nlplab.rlhf import DPO_LOSSES, KL_ESTIMATORS
 from nlplab.peft import METHODS as PEFT_METHODS
+from nlplab.rlhf import DPO_LOSSES, KL_ESTIMATORS
 from nlplab.text import TOKENIZERS
 from nlplab.text.ngram import SMOOTHINGS
 

@@ -20,8 +20,8 @@ from nlplab.models.gpt import GPT
 from nlplab.models.lm import LMConfig, build_lm, gpt_config
 from nlplab.models.reward import ActorCritic, RewardModel
 from nlplab.text import Tokenizer, load_tokenizer
-from nlplab.train.checkpoint import WEIGHTS, load_weights
-from nlplab.train.trainer import run_config, run_json
+from nlplab.train.checkpoint import WEIGHTS, load_weights, run_json
+from nlplab.train.trainer import run_config
 
 CAUSAL_RUNS = ("lm", "sft", "ppo", "dpo")
 """Tasks whose runs are causal LMs another run can start from."""

@@ -45,8 +45,8 @@ from nlplab.text.wordpiece import CLS, SEP
 from nlplab.train.classify import classifier_config, transformer_shape
 from nlplab.train.config import SELECTION_METRICS, TrainConfig
 from nlplab.train.metrics import accuracy, precision_recall_f1, spearman
-from nlplab.train.weights import load_backbone, pretrained_model
 from nlplab.train.trainer import Task, task_tokenizer
+from nlplab.train.weights import load_backbone, pretrained_model
 
 SIDES = ("a", "b", "pair")
 

@@ -10,7 +10,6 @@ LM and MLM runs bring their tokenizer (`run_tokenizer_dir`); the classifier's si
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nlplab.errors import ConfigError
@@ -21,7 +20,7 @@ from nlplab.models.mlm import MaskedLM
 from nlplab.models.transfer import init_from_recurrent_lms, init_from_word_vectors
 from nlplab.models.word_vectors import WordVectors
 from nlplab.text import Tokenizer
-from nlplab.train.checkpoint import WEIGHTS, load_weights
+from nlplab.train.checkpoint import WEIGHTS, load_weights, run_json
 from nlplab.train.config import TrainConfig, load_config
 
 VECTORS = "vectors.txt"
@@ -54,12 +53,12 @@ def masked_lm_encoder(init_from: str) -> BertEncoder | None:
     run, cfg = run_parts(init_from)[0]
     if cfg.task != "mlm":
         return None
-    mlm = MaskedLM(BertConfig(**json.loads((run / "model.json").read_text(encoding="utf-8"))["bert"]))
+    mlm = MaskedLM(BertConfig(**run_json(run, "model.json")["bert"]))
     return load_weights(run / WEIGHTS, mlm).encoder
 
 
 def recurrent_lm(run: Path) -> RecurrentLM:
-    model = build_lm(LMConfig(**json.loads((run / "model.json").read_text(encoding="utf-8"))))
+    model = build_lm(LMConfig(**run_json(run, "model.json")))
     if not isinstance(model, RecurrentLM):
         raise ConfigError(f"init_from {run}: a {type(model).__name__} LM; a classifier starts from rnn, lstm or gru LMs")
     return load_weights(run / WEIGHTS, model)

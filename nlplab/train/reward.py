@@ -20,10 +20,10 @@ from nlplab.models.lm import LMConfig
 from nlplab.models.reward import RewardModel
 from nlplab.rlhf import pairwise_loss
 from nlplab.text import Tokenizer, load_tokenizer
-from nlplab.train.checkpoint import WEIGHTS, load_weights
+from nlplab.train.checkpoint import WEIGHTS, load_weights, run_json
 from nlplab.train.config import TrainConfig
 from nlplab.train.stage import PreferenceTask
-from nlplab.train.trainer import run_config, run_json
+from nlplab.train.trainer import run_config
 
 
 class RewardTask(PreferenceTask):

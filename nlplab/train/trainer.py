@@ -35,7 +35,7 @@ import yaml
 
 from nlplab.dist import Strategy, build_strategy, joined
 from nlplab.errors import ConfigError, RunError
-from nlplab.io import atomic_write_text, read_json_object
+from nlplab.io import atomic_write_text
 from nlplab.io import progress as progress_of
 from nlplab.models.encoder import pretrained_folder
 from nlplab.optim import (
@@ -47,7 +47,7 @@ from nlplab.optim import (
 )
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
-from nlplab.train.checkpoint import load_state, save_state
+from nlplab.train.checkpoint import load_state, run_json, save_state
 from nlplab.train.config import TrainConfig, load_config, names_runs
 from nlplab.train.curves import plot_history
 from nlplab.train.pretrained import run_tokenizer_dir
@@ -189,11 +189,6 @@ def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterabl
         return load_tokenizer(cfg.tokenizer)
     options = {"special_tokens": tuple(special_tokens)} if special_tokens else {}
     return build_tokenizer(cfg.tokenizer, **options).train(texts, vocab_size=cfg.vocab_size, min_freq=cfg.min_freq)
-
-
-def run_json(run_dir: str | Path, name: str) -> dict[str, Any]:
-    """A JSON object a trained run keeps beside its weights (model.json, labels.json, ...), or RunError."""
-    return read_json_object(Path(run_dir) / name, RunError, "the run is incomplete; train it again or finish it with --resume")
 
 
 

@@ -42,7 +42,7 @@ from nlplab.peft import (
 )
 from nlplab.peft.layout import find_backbones, single_backbone
 from nlplab.peft.model import write_tensors
-from nlplab.train.checkpoint import WEIGHTS, load_weights, save_weights
+from nlplab.train.checkpoint import WEIGHTS, load_weights, run_json, save_weights
 from nlplab.train.config import TrainConfig, load_config
 
 ADAPTER = "adapter"
@@ -81,7 +81,7 @@ def pretrained_model(init_from: str, kind: type[BertEncoder] | type[GPT]) -> Ber
 
 def run_encoder(run_dir: Path) -> BertEncoder:
     """The trained BertEncoder of a classify or match run."""
-    from nlplab.train.trainer import run_config, run_json  # the trainer imports this module
+    from nlplab.train.trainer import run_config  # the trainer imports this module
 
     cfg = run_config(run_dir)
     if cfg.task not in RUN_ENCODERS:
