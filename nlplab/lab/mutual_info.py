@@ -77,7 +77,7 @@ def run(ctx: LabContext) -> LabResult:
     at = {k: (a, b) for k, a, b in zip(ks, accuracy["mutual information"], accuracy["frequency"])}
     k_small, k_mid = (30, 300) if ctx.quick else (50, 500)
     holds = bool(at[k_small][0] > at[k_small][1] + 0.02 and at[k_mid][0] >= full - 0.03 and sklearn_gap < 1e-9)
-    summary = (f"the top characters by mutual information with the label: "
+    summary = ("the top characters by mutual information with the label: "
                + ", ".join(f"{row['character']} ({row['MI (bits)']:.4f} bits)" for row in top[:8])
                + f"; naive Bayes on the top {k_small} reaches {at[k_small][0]:.1%} dev accuracy (the {k_small} most frequent: "
                f"{at[k_small][1]:.1%}), the top {k_mid} {at[k_mid][0]:.1%}, all {len(chars)} {full:.1%}")

@@ -20,8 +20,8 @@ from nlplab.errors import ConfigError
 from nlplab.nn import Dropout, Linear
 from nlplab.optim import SGD
 from nlplab.optim.schedules import build_scheduler
-from nlplab.scratch.network import Network
 from nlplab.runtime import evaluating
+from nlplab.scratch.network import Network
 
 COSTS = ("quadratic", "cross_entropy", "log_likelihood")
 

@@ -127,7 +127,7 @@ def run(ctx: LabContext) -> LabResult:
     holds = (all(exponent[n] > 1.8 for n in QUADRATIC) and all(1.0 < exponent[n] < 1.35 for n in LOGLINEAR)
              and all(abs(exponent[n] - 1) < 0.05 for n in LINEAR) and cross is not None and cross < small[-1]
              and all(row["counterexample (keys → sorted (position, key))"] != "–" for row in rows if not row["stable"]))
-    summary = (f"growth exponents of the counted comparisons: "
+    summary = ("growth exponents of the counted comparisons: "
                + ", ".join(f"{n} {exponent[n]:.2f}" for n in SORTS)
                + " (time: " + ", ".join(f"{r['algorithm']} {r['exponent of time']:.2f}" for r in rows) + "); "
                + (f"merge sort beats insertion sort from n = {cross} on" if cross else "no crossover found")

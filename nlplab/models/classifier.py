@@ -5,7 +5,9 @@ project to class logits.
 
 Encoders: `bow` (masked mean of the embeddings, then a hidden layer; with `ngrams > 1` the hashed n-grams of
 the tokens are embedded and averaged too, as in fastText), `textcnn` (convolutions of several widths, max over
-time), `rnn` / `lstm` / `gru` (bidirectional, masked max over time of the outputs), `transformer` (a BERT-style
+time), `rnn` / `lstm` / `gru` (bidirectional; the outputs pooled by `pooling`: masked max over time, mean, or
+ULMFiT's concat of the last states, max and mean, then BatchNorm as in ULMFiT's head: the pooled features of a
+pre-trained LM are far from centred, and Adam's equal-size steps on all of them would swing the logits), `transformer` (a BERT-style
 encoder with its own embeddings, masked mean of the last hidden states; from scratch or from a pretrained folder).
 """
 
@@ -23,15 +25,16 @@ from nlplab.models.encoder import BertConfig, BertEncoder
 from nlplab.nn.activations import get_activation
 from nlplab.nn.cnn import TextCNN
 from nlplab.nn.functional import at_least_float32
-from nlplab.nn.layers import Dropout, Embedding, Linear
+from nlplab.nn.layers import BatchNorm1d, Dropout, Embedding, Linear
 from nlplab.nn.losses import cross_entropy
-from nlplab.nn.pooling import masked_max_pool, masked_mean_pool
+from nlplab.nn.pooling import concat_pool, masked_max_pool, masked_mean_pool
 from nlplab.nn.rnn import GRU, LSTM, RNN
 
 RECURRENT = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 HASH_PRIME = 1_000_003
 MODELS = ("bow", "textcnn", *RECURRENT, "transformer")
 IMPLS = ("fused", "manual")
+POOLINGS = ("max", "mean", "concat")
 
 
 @dataclass
@@ -55,6 +58,8 @@ class ClassifierConfig:
     impl: str = "fused"
     ngrams: int = 1
     ngram_buckets: int = 200_000
+    pooling: str = "max"
+    """How rnn/lstm/gru outputs become one vector: "max" or "mean" over time, or "concat" [last, max, mean]."""
     bert: dict[str, Any] | None = None
     """The `BertConfig` fields of the `transformer` encoder."""
 
@@ -83,6 +88,10 @@ class TextClassifier(nn.Module):
             raise ConfigError(f"unknown impl {cfg.impl!r}; choose one of {', '.join(IMPLS)}")
         if cfg.ngrams > 1 and cfg.model != "bow":
             raise ConfigError(f"ngrams > 1 (hashed n-gram features) works with the bow model only, not {cfg.model!r}")
+        if cfg.pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {cfg.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if cfg.pooling != "max" and cfg.model not in RECURRENT:
+            raise ConfigError(f"pooling {cfg.pooling} applies to rnn, lstm and gru; {cfg.model!r} pools its own way")
         self.cfg = cfg
         if cfg.model == "transformer":
             if cfg.bert is None:
@@ -103,7 +112,9 @@ class TextClassifier(nn.Module):
         elif cfg.model in RECURRENT:
             self.encoder = RECURRENT[cfg.model](cfg.embed_dim, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True,
                                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0, impl=cfg.impl)
-            out_dim = 2 * cfg.hidden_size
+            out_dim = (6 if cfg.pooling == "concat" else 2) * cfg.hidden_size
+            if cfg.pooling == "concat":
+                self.pool_norm = BatchNorm1d(out_dim, impl=cfg.impl)
         self.dropout = Dropout(cfg.dropout, impl=cfg.impl)
         self.embed_dropout = Dropout(cfg.dropout if cfg.embed_dropout is None else cfg.embed_dropout, impl=cfg.impl)
         self.head = Linear(out_dim, cfg.num_classes, impl=cfg.impl)
@@ -122,12 +133,22 @@ class TextClassifier(nn.Module):
         if self.cfg.model == "textcnn":
             return self.encoder(x, mask)
         outputs, _ = self.encoder(x, lengths)
-        return masked_max_pool(outputs, mask)
+        if self.cfg.pooling == "concat":
+            return self.normalized(concat_pool(outputs, mask, lengths))
+        return (masked_mean_pool if self.cfg.pooling == "mean" else masked_max_pool)(outputs, mask)
+
+    def normalized(self, pooled: torch.Tensor) -> torch.Tensor:
+        """BatchNorm of the concat-pooled features (B, 6H); a training batch of one example, whose variance cannot
+        be measured, is normalised with the running statistics."""
+        norm = self.pool_norm
+        if self.training and len(pooled) == 1:
+            return F.batch_norm(pooled, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+        return norm(pooled)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """The parameters cut into layers, bottom first, for discriminative learning rates and gradual unfreezing
         (`nlplab.optim.ulmfit`): the embeddings; each transformer block, or each recurrent layer (both directions),
-        or the bow/textcnn encoder; the head (with the transformer's pooler)."""
+        or the bow/textcnn encoder; the head (with the transformer's pooler, or the concat pooling's BatchNorm)."""
         if self.cfg.model == "transformer":
             enc = self.encoder
             bottom = [*enc.tokens.parameters(), *enc.positions.parameters(), *enc.segments.parameters(), *enc.embed_norm.parameters()]
@@ -139,7 +160,8 @@ class TextClassifier(nn.Module):
                       for k in range(self.cfg.layers)]
         else:
             middle = [list(self.encoder.parameters())]
-        return [bottom, *middle, list(self.head.parameters())]
+        top = [*(self.pool_norm.parameters() if self.cfg.pooling == "concat" else ()), *self.head.parameters()]
+        return [bottom, *middle, top]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
         logits = self.head(self.dropout(self.encode(batch["ids"], batch["mask"], batch["lengths"])))

@@ -4,7 +4,10 @@
                      N(0, 1) draw scaled by the vectors' standard deviation, so known and unknown rows share a scale
     recurrent LMs    a forward LM (and a backward one, trained on reversed text) give the bidirectional recurrent
                      encoder its first layer: forward weights to the forward direction, backward weights to the
-                     reverse direction; the embedding comes from the forward LM (ULMFiT, Howard & Ruder, 2018)
+                     reverse direction (ULMFiT, Howard & Ruder, 2018). With two LMs the embedding is both LMs'
+                     side by side, e = [e_fwd ; e_bwd] (embed_dim = the sum of theirs), and each direction's
+                     input weights read only its own LM's half: W_ih = [W_fwd 0] and [0 W_bwd], so before
+                     fine-tuning each direction computes exactly its LM's states
     masked LM        the transformer encoder is the masked LM's encoder (BERT, Devlin et al., 2019)
 
 Shapes must agree (the same tokenizer, embedding and hidden sizes); a mismatch is a ConfigError naming it.
@@ -52,13 +55,19 @@ def init_from_recurrent_lms(classifier: TextClassifier, forward: RecurrentLM, ba
     """Copy the embedding and the first recurrent layer of the LMs into the classifier (see the module docstring)."""
     if classifier.cfg.model not in RECURRENT:
         raise ConfigError(f"recurrent LMs initialise rnn, lstm or gru classifiers, not {classifier.cfg.model!r}")
-    copy_into(classifier.embedding.weight, forward.embed.weight, "embedding")
-    for lm, suffix in ((forward, ""), (backward, "_reverse")):
-        if lm is None:
-            continue
+    lms = [lm for lm in (forward, backward) if lm is not None]
+    embedding = torch.cat([lm.embed.weight for lm in lms], dim=1)
+    copy_into(classifier.embedding.weight, embedding, f"embedding (embed_dim: the sum of the {len(lms)} LMs')")
+    start = 0
+    for lm, suffix in zip(lms, ("", "_reverse")):
         if type(lm.rnn) is not type(classifier.encoder):
             raise ConfigError(f"the LM is a {type(lm.rnn).__name__}, the classifier a {type(classifier.encoder).__name__}")
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        own = lm.rnn.weight_ih_l0
+        weight_ih = own.new_zeros(own.shape[0], embedding.shape[1])
+        weight_ih[:, start : start + own.shape[1]] = own
+        start += own.shape[1]
+        copy_into(getattr(classifier.encoder, f"weight_ih_l0{suffix}"), weight_ih, f"weight_ih_l0{suffix}")
+        for name in ("weight_hh", "bias_ih", "bias_hh"):
             copy_into(getattr(classifier.encoder, f"{name}_l0{suffix}"), getattr(lm.rnn, f"{name}_l0"), f"{name}_l0{suffix}")
     zero_padding(classifier)
 

@@ -11,6 +11,7 @@ from nlplab.nn.activations import get_activation
 from nlplab.nn.layers import check_impl
 from nlplab.nn.pooling import masked_max_pool
 
+
 def conv1d_unfold(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """Valid 1-d convolution as one matmul over the sliding windows; x (B, T, E), weight (F, E, k), bias (F,)
     -> (B, T-k+1, F) with out_btf = Σ_{e,j} weight_fej · x_b,t+j,e + bias_f."""

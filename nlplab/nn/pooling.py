@@ -23,3 +23,17 @@ def masked_max_pool(x: Tensor, mask: Tensor) -> Tensor:
     mask = mask.bool().unsqueeze(-1)
     best = torch.where(mask, x, float("-inf")).amax(1)
     return torch.where(mask.any(1), best, 0.0)
+
+
+def bidirectional_last(x: Tensor, lengths: Tensor) -> Tensor:
+    """The final state of each direction of a bidirectional recurrent layer: the forward half x[:, :, :H] at the
+    last real step and the backward half x[:, :, H:] at step 0 (where its reading ends); (B, T, 2H), (B,) -> (B, 2H)."""
+    half = x.shape[-1] // 2
+    last = (lengths.to(x.device).clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, half)
+    return torch.cat([x[:, :, :half].gather(1, last).squeeze(1), x[:, 0, half:]], dim=-1)
+
+
+def concat_pool(x: Tensor, mask: Tensor, lengths: Tensor) -> Tensor:
+    """ULMFiT's concat pooling of bidirectional outputs: [last states, max over time, mean over time];
+    (B, T, 2H), (B, T), (B,) -> (B, 6H)."""
+    return torch.cat([bidirectional_last(x, lengths), masked_max_pool(x, mask), masked_mean_pool(x, mask)], dim=-1)

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from nlplab.errors import ConfigError
 from nlplab.models.encoder import HF_LAYER_NAMES as BERT_LAYER_NAMES
 from nlplab.models.encoder import BertEncoder
-from nlplab.models.gpt import HF_LAYER_NAMES as GPT_LAYER_NAMES
 from nlplab.models.gpt import GPT
+from nlplab.models.gpt import HF_LAYER_NAMES as GPT_LAYER_NAMES
 from nlplab.peft.config import (
     CONFIGS,
     LoraConfig,

@@ -87,7 +87,8 @@ def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int,
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=num_classes, embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
         num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
-        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, bert=bert)
+        pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, pooling=cfg.pooling,
+        bert=bert)
 
 
 class ClassifyTask(Task):

@@ -31,6 +31,7 @@ import yaml
 from nlplab.dist.strategy import STRATEGIES
 from nlplab.errors import ConfigError
 from nlplab.models.classifier import MODELS as CLASSIFIERS
+from nlplab.models.classifier import POOLINGS, RECURRENT
 from nlplab.models.lm import NEURAL_LMS
 from nlplab.models.matcher import DEFAULT_LOSS, LOSSES
 from nlplab.models.matcher import MODELS as MATCHERS
@@ -118,6 +119,8 @@ class TrainConfig:
     activation: str = option("relu", "model", "activation function", tuple(ACTIVATIONS))
     ngrams: int = option(1, "model", "bow: hashed n-gram features up to this order, as fastText")
     ngram_buckets: int = option(200000, "model", "bow: hash buckets of the n-gram features")
+    pooling: str = option("max", "model", "classify with rnn/lstm/gru: the outputs pooled by max or mean over time, or "
+                                          "ULMFiT's concat [last states, max, mean]", POOLINGS)
     dropout: float = option(0.2, "model", "dropout probability in [0, 1)")
     embed_dropout: float | None = option(None, "model", "classify: dropout on the embeddings of bow, textcnn and "
                                                         "recurrent models (null: --dropout, as on the head)")
@@ -291,6 +294,8 @@ class TrainConfig:
              f"{at('w2v_window')} and {at('negatives')} must be >= 1, {at('subsample')} >= 0"),
             (0.0 < self.mask_prob < 1.0, f"{at('mask_prob')} must be in (0, 1)"),
             (self.task == "lm" or not self.reverse, f"{at('reverse')} (the backward LM) is an lm option"),
+            (self.pooling == "max" or (self.task == "classify" and self.model in RECURRENT),
+             f"{at('pooling')} {self.pooling} is for classify with rnn, lstm or gru"),
             (self.max_minutes is None or self.max_minutes > 0, f"{at('max_minutes')} must be > 0 or null"),
             (self.threads is None or self.threads >= 1, f"{at('threads')} must be >= 1 or null"),
             (self.discriminative_lr is None or self.discriminative_lr >= 1, f"{at('discriminative_lr')} must be >= 1 or null"),

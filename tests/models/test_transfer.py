@@ -25,13 +25,13 @@ def test_recurrent_lms_give_each_direction_of_the_classifier_its_lm(cell):
     torch.manual_seed(0)
     lm_cfg = LMConfig(model=cell, vocab_size=20, embed_dim=6, hidden_size=5, layers=1, dropout=0.0)
     forward, backward = build_lm(lm_cfg).eval(), build_lm(lm_cfg).eval()
-    net = TextClassifier(ClassifierConfig(model=cell, vocab_size=20, embed_dim=6, hidden_size=5, pad_id=0)).eval()
+    net = TextClassifier(ClassifierConfig(model=cell, vocab_size=20, embed_dim=12, hidden_size=5, pad_id=0)).eval()
     init_from_recurrent_lms(net, forward, backward)
     ids = torch.randint(1, 20, (3, 7))
     outputs, _ = net.encoder(net.embedding(ids), torch.full((3,), 7))
     with torch.no_grad():
         ahead, _ = forward.rnn(forward.embed(ids))
-        behind, _ = backward.rnn(forward.embed(ids.flip(1)))
+        behind, _ = backward.rnn(backward.embed(ids.flip(1)))
     torch.testing.assert_close(outputs[..., :5], ahead)
     torch.testing.assert_close(outputs[..., 5:], behind.flip(1))
     assert net.embedding.weight[0].abs().sum() == 0
@@ -42,6 +42,8 @@ def test_a_shape_mismatch_names_the_tensor():
     net = TextClassifier(ClassifierConfig(model="lstm", vocab_size=20, embed_dim=6, hidden_size=7))
     with pytest.raises(ConfigError, match="weight_ih_l0"):
         init_from_recurrent_lms(net, lm)
+    with pytest.raises(ConfigError, match="embed_dim: the sum of the 2 LMs"):
+        init_from_recurrent_lms(TextClassifier(ClassifierConfig(model="lstm", vocab_size=20, embed_dim=6, hidden_size=5)), lm, lm)
     with pytest.raises(ConfigError, match="not 'bow'"):
         init_from_recurrent_lms(TextClassifier(ClassifierConfig(model="bow", vocab_size=20)), lm)
 

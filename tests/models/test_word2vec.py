@@ -4,9 +4,18 @@ import pytest
 import torch
 
 from nlplab.errors import ConfigError
-from nlplab.models.word2vec import (Word2Vec, Word2VecConfig, build_vocab, cbow_contexts, negative_sampling_grads,
-                                    negative_sampling_loss, noise_distribution, skipgram_pairs, subsample_keep,
-                                    train_word2vec)
+from nlplab.models.word2vec import (
+    Word2Vec,
+    Word2VecConfig,
+    build_vocab,
+    cbow_contexts,
+    negative_sampling_grads,
+    negative_sampling_loss,
+    noise_distribution,
+    skipgram_pairs,
+    subsample_keep,
+    train_word2vec,
+)
 
 
 def test_negative_sampling_gradients_equal_autograd():

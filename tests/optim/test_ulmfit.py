@@ -14,7 +14,8 @@ def classifier(model: str, **kw) -> TextClassifier:
 
 
 @pytest.mark.parametrize("model,kw,sizes", [("lstm", {"layers": 2}, 4), ("bow", {"ngrams": 2, "ngram_buckets": 50}, 3),
-                                            ("textcnn", {}, 3), ("transformer", {}, 4)])
+                                            ("textcnn", {}, 3), ("transformer", {}, 4),
+                                            ("gru", {"pooling": "concat"}, 3)])
 def test_layer_groups_cover_every_parameter_once_bottom_first(model, kw, sizes):
     net = classifier(model, **kw)
     groups = net.layer_groups()
@@ -22,6 +23,8 @@ def test_layer_groups_cover_every_parameter_once_bottom_first(model, kw, sizes):
     flat = [id(p) for g in groups for p in g]
     assert len(flat) == len(set(flat)) and set(flat) == {id(p) for p in net.parameters()}
     assert groups[-1][-2] is net.head.weight
+    if model == "gru":
+        assert groups[-1][0] is net.pool_norm.weight
     if model == "lstm":
         assert {p.shape for p in groups[2]} == {net.encoder.weight_ih_l1.shape, net.encoder.weight_hh_l1.shape,
                                                 net.encoder.bias_ih_l1.shape}

@@ -177,7 +177,7 @@ def test_nlplab_serve_starts_answers_and_stops(classify_run):
         _, log = process.communicate(timeout=30)
     assert process.returncode == 0, log
     lines = log.splitlines()
-    assert lines[0].startswith(f"nlplab serve: run (classify") and f"http://127.0.0.1:{port}/" in lines[0]
+    assert lines[0].startswith("nlplab serve: run (classify") and f"http://127.0.0.1:{port}/" in lines[0]
     assert any(" POST /v1/predict 200 " in line for line in lines) and lines[-1] == "nlplab serve: stopped"
 
 

@@ -63,15 +63,22 @@ def test_word2vec_run_seeds_the_embedding_rows_it_knows(data, runs, tmp_path):
 
 
 def test_forward_and_backward_lm_runs_give_each_direction_of_the_encoder(data, runs, tmp_path):
-    task = classify_task(data, tmp_path, model="lstm", init_from=f"{runs / 'fwd'},{runs / 'bwd'}")
+    both = f"{runs / 'fwd'},{runs / 'bwd'}"
+    with pytest.raises(ConfigError, match="embed_dim: the sum of the 2 LMs"):
+        classify_task(data, tmp_path, model="lstm", init_from=both)
+    width = SMALL["embed_dim"]
+    task = classify_task(data, tmp_path, model="lstm", init_from=both, embed_dim=2 * width)
     forward, backward = recurrent_lm(runs / "fwd"), recurrent_lm(runs / "bwd")
     encoder = task.model.encoder
     assert torch.equal(encoder.weight_hh_l0, forward.rnn.weight_hh_l0)
-    assert torch.equal(encoder.weight_ih_l0_reverse, backward.rnn.weight_ih_l0)
+    assert torch.equal(encoder.weight_ih_l0[:, :width], forward.rnn.weight_ih_l0)
+    assert torch.equal(encoder.weight_ih_l0_reverse[:, width:], backward.rnn.weight_ih_l0)
+    assert not encoder.weight_ih_l0[:, width:].any() and not encoder.weight_ih_l0_reverse[:, :width].any()
     rows = torch.arange(task.tokenizer.vocab_size) != task.tokenizer.pad_id
-    assert torch.equal(task.model.embedding.weight[rows], forward.embed.weight[rows])
+    embedding = task.model.embedding.weight[rows]
+    assert torch.equal(embedding, torch.cat([forward.embed.weight, backward.embed.weight], 1)[rows])
     with pytest.raises(ConfigError, match="forward LM run first"):
-        classify_task(data, tmp_path, model="lstm", init_from=f"{runs / 'bwd'},{runs / 'fwd'}")
+        classify_task(data, tmp_path, model="lstm", init_from=f"{runs / 'bwd'},{runs / 'fwd'}", embed_dim=2 * width)
 
 
 def test_masked_lm_run_is_the_transformer_encoder(data, runs, tmp_path):

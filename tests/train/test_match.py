@@ -8,9 +8,9 @@ import torch
 
 from nlplab.cli import main
 from nlplab.errors import ConfigError, RunError
-from nlplab.train.config import TrainConfig
 from nlplab.runs import load_run
 from nlplab.runs.match import MatcherPredictor
+from nlplab.train.config import TrainConfig
 from nlplab.train.match import best_threshold
 from nlplab.train.metrics import average_ranks, spearman
 from nlplab.train.trainer import train

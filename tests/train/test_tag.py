@@ -7,7 +7,9 @@ from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score, precision_score, recall_score
 
 from nlplab.cli import main
+from nlplab.cli.use import describe
 from nlplab.models.tagger import Tagger, TaggerConfig
+from nlplab.runs import load_run
 from nlplab.train.config import TrainConfig
 from nlplab.train.spans import (
     bio_spans,
@@ -17,8 +19,6 @@ from nlplab.train.spans import (
     token_accuracy,
     word_spans,
 )
-from nlplab.cli.use import describe
-from nlplab.runs import load_run
 from nlplab.train.trainer import train
 
 PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "欧阳明"]

@@ -5,8 +5,8 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 
 from nlplab.errors import RunError
-from nlplab.train.checkpoint import load_state, save_state
 from nlplab.runs import load_run
+from nlplab.train.checkpoint import load_state, save_state
 from nlplab.train.config import TrainConfig
 from nlplab.train.trainer import train
 

@@ -18,8 +18,8 @@ from nlplab.runs import load_run
 from nlplab.runs.merge import merge_run
 from nlplab.text import build_tokenizer, load_tokenizer
 from nlplab.train.config import TrainConfig
-from nlplab.train.weights import BASE, pretrained_model
 from nlplab.train.trainer import train
+from nlplab.train.weights import BASE, pretrained_model
 
 RUN_FILES = {"config.yaml", "model.json", "labels.json", "tokenizer", "adapter", "metrics.json", "history.jsonl",
              "curves.png", "checkpoint.safetensors"}
