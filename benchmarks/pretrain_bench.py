@@ -19,7 +19,6 @@ import shlex
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,13 @@ import torch
 import yaml
 from common import machine, write_result
 
-from nlplab.data.batching import batch_rows, num_batches, padded_batch
-from nlplab.data.corpora import held_out_texts, load_corpus, zh_pretrain_sources
-from nlplab.data.masking import encode_words, mask_tokens
+from nlplab.data.corpora import held_out_texts, zh_pretrain_sources
 from nlplab.data.overlap import deduplicate, overlapping
 from nlplab.data.registry import load_dataset
 from nlplab.io import atomic_write_text
-from nlplab.models.encoder import BertConfig
-from nlplab.models.mlm import MaskedLM
 from nlplab.models.word2vec import Word2VecConfig, train_word2vec
 from nlplab.models.word_vectors import WordVectors
-from nlplab.optim import build_optimizer, build_scheduler
-from nlplab.text import build_tokenizer
-from nlplab.train.checkpoint import save_weights
-from nlplab.train.config import TrainConfig, read_yaml
+from nlplab.train.config import TrainConfig, flatten, read_yaml
 from nlplab.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,78 +129,23 @@ def gensim_word2vec(args: argparse.Namespace) -> None:
                        "neighbours": {w: theirs.most_similar(w, 5) for w in PROBES if w in theirs}})
 
 
-def language_model(args: argparse.Namespace) -> None:
-    """A recurrent LM on the corpus (forward) or on every document reversed (backward, same tokenizer as forward's)."""
-    data = corpus_file(args.work)
-    if args.direction == "backward":
-        data = args.work / "zh-pretrain.reversed.txt"
-        lines = corpus_file(args.work).read_text(encoding="utf-8").splitlines()
-        atomic_write_text(data, "".join(line[::-1] + "\n" for line in lines))
-    out = args.work / f"lm-{args.model}-{args.direction}"
-    tokenizer = str(args.work / f"lm-{args.model}-forward" / "tokenizer") if args.direction == "backward" else "char"
-    cfg = TrainConfig.from_dict({"task": "lm", "data": str(data), "model": args.model, "tokenizer": tokenizer,
-                                 "vocab_size": None, "min_freq": args.min_freq, "window_size": args.window,
-                                 "embed_dim": args.embed_dim, "hidden_size": args.hidden_size, "layers": 1,
-                                 "dropout": args.dropout, "batch_size": args.batch_size, "lr": args.lr,
-                                 "schedule": "cosine", "warmup_steps": 200, "epochs": args.epochs, "device": "cpu"})
+def recipe(args: argparse.Namespace) -> None:
+    """Train a committed recipe (configs/NAME.yaml, with --set overrides) through nlplab train into runs/NAME (the
+    README's convention, so fine-tuning recipes find their pre-training run), and record its figures and CPU time."""
+    values = flatten(read_yaml(args.config), str(args.config))
+    values.update({"device": "cpu", "threads": 1, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
+    cfg = TrainConfig.from_dict(values, source=str(args.config))
+    name = args.name or args.config.stem
+    out = ROOT / "runs" / name
     start = time.process_time()
-    metrics = train(cfg, out, progress=False)
-    record(args.work, {"step": "lm", "direction": args.direction, "run": str(out), "config": cfg.to_dict(),
-                       "dev_ppl": metrics["dev"]["ppl"], "test_ppl": metrics["test"]["ppl"],
-                       "vocab_size": metrics["vocab_size"], "cpu_seconds": time.process_time() - start})
-
-
-def masked_lm(args: argparse.Namespace) -> None:
-    """A small BERT pre-trained by masked-token prediction on the corpus, for a budget of CPU minutes: char tokens,
-    documents cut into pieces of window - 2 tokens between [CLS] and [SEP], batches of similar lengths."""
-    start = time.process_time()
-    documents = load_corpus(str(corpus_file(args.work))).train
-    tokenizer = build_tokenizer("char", special_tokens=MLM_SPECIALS).train(documents, min_freq=args.min_freq)
-    cls_id, sep_id, mask_id = (tokenizer.vocab[t] for t in MLM_SPECIALS[2:])
-    pieces, words = [], []
-    for doc in documents:
-        ids, word_ids = encode_words(tokenizer.encode, doc) if args.whole_word else (tokenizer.encode(doc), None)
-        for at in range(0, len(ids), args.window - 2):
-            pieces.append([cls_id, *ids[at : at + args.window - 2], sep_id])
-            words.append(None if word_ids is None else [0, *(w - word_ids[at] + 1 for w in word_ids[at : at + args.window - 2]), 0])
-    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden_size, num_layers=args.layers,
-                     num_heads=args.heads, intermediate_size=4 * args.hidden_size, max_position_embeddings=args.window,
-                     dropout=0.1, pad_token_id=tokenizer.pad_id)
-    torch.manual_seed(0)
-    model = MaskedLM(cfg)
-    optimizer = build_optimizer("adamw", model.parameters(), lr=args.lr, weight_decay=0.01)
-    steps = args.epochs * num_batches(len(pieces), args.batch_size)
-    scheduler = build_scheduler("linear", optimizer, total_steps=steps, warmup_steps=steps // 20)
-    generator = torch.Generator().manual_seed(0)
-    out = args.work / f"mlm-{args.hidden_size}x{args.layers}{'-wwm' if args.whole_word else ''}"
-    history, step = [], 0
-    model.train()
-    while step < steps and time.process_time() - start < 60 * args.budget_minutes:
-        for rows in batch_rows([len(p) for p in pieces], args.batch_size, shuffle=True, generator=generator, bucket=50):
-            batch = padded_batch([pieces[r] for r in rows], tokenizer.pad_id)
-            maskable = batch["mask"] & (batch["ids"] != cls_id) & (batch["ids"] != sep_id)
-            word_ids = padded_batch([words[r] for r in rows], 0)["ids"] if args.whole_word else None
-            inputs, labels = mask_tokens(batch["ids"], maskable, mask_id, (len(MLM_SPECIALS), tokenizer.vocab_size),
-                                         generator, word_ids=word_ids)
-            loss, _ = model(inputs, batch["mask"], labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            if step % 200 == 0:
-                history.append({"step": step, "loss": loss.item(), "cpu_seconds": time.process_time() - start})
-                print(json.dumps(history[-1]), flush=True)
-            if step >= steps or time.process_time() - start >= 60 * args.budget_minutes:
-                break
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out / "tokenizer")
-    save_weights(out / "model.safetensors", model)
-    atomic_write_text(out / "bert.json", json.dumps(asdict(cfg)))
-    record(args.work, {"step": "mlm", "run": str(out), "bert": asdict(cfg), "steps": step, "planned_steps": steps,
-                       "whole_word": args.whole_word, "pieces": len(pieces), "history": history,
-                       "cpu_seconds": time.process_time() - start})
+    metrics = train(cfg, out, overwrite=True, progress=False)
+    dev = metrics["dev"]
+    figures = ({"dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"]} if cfg.task == "classify"
+               else {"dev_loss": dev["loss"], "dev_ppl": dev.get("ppl")})
+    record(args.work, {"step": "classify" if cfg.task == "classify" else "pretrain", "name": name, "data": cfg.data,
+                       "recipe": str(args.config), "run": str(out), "init_note": metrics.get("init"), "config": cfg.to_dict(),
+                       **figures, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                       "budget_spent": metrics["budget_spent"], "cpu_seconds": time.process_time() - start})
 
 
 def classify(args: argparse.Namespace) -> None:
@@ -336,28 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     w2v_options.add_argument("--batch-size", type=int, default=1024)
     steps.add_parser("word2vec", parents=[w2v_options])
     steps.add_parser("word2vec-gensim", parents=[w2v_options])
-    lm = steps.add_parser("lm")
-    lm.add_argument("--direction", choices=["forward", "backward"], default="forward")
-    lm.add_argument("--model", default="lstm")
-    lm.add_argument("--embed-dim", type=int, default=128)
-    lm.add_argument("--hidden-size", type=int, default=256)
-    lm.add_argument("--window", type=int, default=128)
-    lm.add_argument("--min-freq", type=int, default=3)
-    lm.add_argument("--dropout", type=float, default=0.1)
-    lm.add_argument("--batch-size", type=int, default=32)
-    lm.add_argument("--lr", type=float, default=2e-3)
-    lm.add_argument("--epochs", type=int, default=3)
-    mlm = steps.add_parser("mlm")
-    mlm.add_argument("--hidden-size", type=int, default=256)
-    mlm.add_argument("--layers", type=int, default=4)
-    mlm.add_argument("--heads", type=int, default=4)
-    mlm.add_argument("--window", type=int, default=128)
-    mlm.add_argument("--min-freq", type=int, default=3)
-    mlm.add_argument("--batch-size", type=int, default=64)
-    mlm.add_argument("--lr", type=float, default=5e-4)
-    mlm.add_argument("--epochs", type=int, default=1)
-    mlm.add_argument("--budget-minutes", type=float, default=60, help="CPU minutes at most")
-    mlm.add_argument("--whole-word", action="store_true")
+    rec = steps.add_parser("recipe")
+    rec.add_argument("config", type=Path, help="a recipe, e.g. configs/pretrain-mlm.yaml")
+    rec.add_argument("--name", help="run folder under runs/ and the name in results.jsonl (default: the recipe's stem)")
+    rec.add_argument("--set", nargs="*", default=[], help="recipe overrides KEY=VALUE (YAML values)")
     cls = steps.add_parser("classify")
     cls.add_argument("--data", required=True, choices=["chnsenticorp", "ewect"])
     cls.add_argument("--name", required=True, help="run folder under <work>/classify")
@@ -369,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     steps_run = {"corpus": build_corpus, "baselines": baselines, "word2vec": word2vec, "word2vec-gensim": gensim_word2vec,
-                 "lm": language_model, "mlm": masked_lm, "classify": classify, "report": report}
+                 "recipe": recipe, "classify": classify, "report": report}
     steps_run[args.step](args)
 
 

@@ -58,6 +58,8 @@ class ClassifierConfig:
     impl: str = "fused"
     ngrams: int = 1
     ngram_buckets: int = 200_000
+    class_weights: tuple[float, ...] | None = None
+    """Weights w_c of the training loss's classes (cross-entropy Σ w_y·(-log p_y) / Σ w_y); None: all 1."""
     pooling: str = "max"
     """How rnn/lstm/gru outputs become one vector: "max" or "mean" over time, or "concat" [last, max, mean]."""
     bert: dict[str, Any] | None = None
@@ -169,4 +171,6 @@ class TextClassifier(nn.Module):
         if labels is None:
             return None, logits
         loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy
-        return loss_fn(at_least_float32(logits), labels), logits
+        logits32 = at_least_float32(logits)
+        weight = None if self.cfg.class_weights is None else logits32.new_tensor(self.cfg.class_weights)
+        return loss_fn(logits32, labels, weight=weight), logits

@@ -80,15 +80,22 @@ def transformer_shape(cfg: TrainConfig, tokenizer: Tokenizer, pretrained: BertEn
     return shape
 
 
-def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int,
-                      bert: dict[str, Any] | None) -> ClassifierConfig:
-    """The encoder shape a TrainConfig asks for, with `num_classes` outputs and the BERT shape `bert`."""
+def classifier_config(cfg: TrainConfig, tokenizer: Tokenizer, num_classes: int, bert: dict[str, Any] | None,
+                      class_weights: tuple[float, ...] | None = None) -> ClassifierConfig:
+    """The encoder shape a TrainConfig asks for, with `num_classes` outputs, the BERT shape `bert` and the loss's
+    class weights."""
     return ClassifierConfig(
         model=cfg.model, vocab_size=tokenizer.vocab_size, num_classes=num_classes, embed_dim=cfg.embed_dim,
         hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout, embed_dropout=cfg.embed_dropout,
         num_filters=cfg.num_filters, kernel_sizes=tuple(cfg.kernel_sizes), activation=cfg.activation,
         pad_id=tokenizer.vocab.get(PAD), impl=cfg.impl, ngrams=cfg.ngrams, ngram_buckets=cfg.ngram_buckets, pooling=cfg.pooling,
-        bert=bert)
+        class_weights=class_weights, bert=bert)
+
+
+def balanced_weights(labels: list[int], num_classes: int) -> tuple[float, ...]:
+    """w_c = N / (C · n_c): each class's examples weigh as much in total (scikit-learn's class_weight='balanced')."""
+    counts = torch.bincount(torch.tensor(labels), minlength=num_classes).clamp(min=1)
+    return tuple((len(labels) / (num_classes * counts)).tolist())
 
 
 class ClassifyTask(Task):
@@ -119,8 +126,9 @@ class ClassifyTask(Task):
             pretrained = pretrained_model(cfg.init_from, BertEncoder)
         elif from_runs and not resume:
             pretrained = masked_lm_encoder(cfg.init_from)
+        weights = balanced_weights(self.splits["train"][1], len(self.labels)) if cfg.class_weights == "balanced" else None
         self.model_cfg = classifier_config(cfg, self.tokenizer, len(self.labels),
-                                           transformer_shape(cfg, self.tokenizer, pretrained))
+                                           transformer_shape(cfg, self.tokenizer, pretrained), weights)
         model = TextClassifier(self.model_cfg)
         self.init_note = None
         if pretrained is not None:

@@ -156,6 +156,10 @@ class TrainConfig:
     weight_decay: float = option(0.0, "optim", "decoupled weight decay (adamw) or the optimizer's decay")
     grad_clip: float | None = option(1.0, "optim", "clip the gradient norm to this (null: no clipping)")
     early_stop: int | None = option(None, "optim", "stop after this many epochs without dev improvement")
+    class_weights: str = option("none", "optim", "classify: weigh the loss of each class: none, or balanced "
+                                                  "(w_c = N / (C·n_c) from the training labels, as scikit-learn's "
+                                                  "class_weight='balanced'; raises macro-F1 on skewed classes)",
+                                 ("none", "balanced"))
     discriminative_lr: float | None = option(None, "optim", "classify: each layer group learns this factor slower than "
                                                             "the one above it (ULMFiT: 2.6; null: one lr)")
     gradual_unfreeze: bool = option(False, "optim", "classify: epoch e trains only the top e layer groups (ULMFiT)")
@@ -299,8 +303,10 @@ class TrainConfig:
             (self.max_minutes is None or self.max_minutes > 0, f"{at('max_minutes')} must be > 0 or null"),
             (self.threads is None or self.threads >= 1, f"{at('threads')} must be >= 1 or null"),
             (self.discriminative_lr is None or self.discriminative_lr >= 1, f"{at('discriminative_lr')} must be >= 1 or null"),
-            (self.task == "classify" or (self.discriminative_lr is None and not self.gradual_unfreeze and self.embed_dropout is None),
-             f"{at('discriminative_lr')}, {at('gradual_unfreeze')} and {at('embed_dropout')} are classify options"),
+            (self.task == "classify" or (self.discriminative_lr is None and not self.gradual_unfreeze and self.embed_dropout is None
+                                         and self.class_weights == "none"),
+             f"{at('discriminative_lr')}, {at('gradual_unfreeze')}, {at('embed_dropout')} and {at('class_weights')} are "
+             "classify options"),
             (self.train_examples is None or self.train_examples >= 1, f"{at('train_examples')} must be >= 1 or null"),
             (self.peft is None or self.model in TRANSFORMERS.get(self.task, ()),
              f"{at('peft')} {self.peft} adapts the layers of a transformer and model {self.model} has none: "

@@ -82,3 +82,13 @@ def test_embedding_dropout_is_its_own(model):
     assert torch.equal(own.encode(*args), own.encode(*args))
     shared = TextClassifier(ClassifierConfig(model=model, vocab_size=50, num_classes=2, dropout=0.9)).train()
     assert not torch.equal(shared.encode(*args), shared.encode(*args))
+
+
+def test_class_weights_weigh_the_loss_as_torch():
+    torch.manual_seed(0)
+    weights = (0.5, 2.0, 1.0)
+    for impl in ("fused", "manual"):
+        net = TextClassifier(ClassifierConfig(model="bow", vocab_size=50, num_classes=3, class_weights=weights, impl=impl))
+        b = batch()
+        loss, logits = net.eval()(b)
+        torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, b["labels"], weight=torch.tensor(weights)))

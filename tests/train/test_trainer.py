@@ -7,6 +7,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from nlplab.errors import RunError
 from nlplab.runs import load_run
 from nlplab.train.checkpoint import load_state, save_state
+from nlplab.train.classify import balanced_weights
 from nlplab.train.config import TrainConfig
 from nlplab.train.trainer import train
 
@@ -125,3 +126,15 @@ def test_transformer_options_are_checked(tiny_tsv, tmp_path):
     with pytest.raises(ConfigError, match="divisible by heads"):
         train(tiny_config(tiny_tsv, model="transformer", hidden_size=10, heads=4), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_balanced_class_weights_follow_the_training_labels():
+    weights = balanced_weights([0, 0, 0, 1, 2, 2], 4)
+    assert weights == pytest.approx((6 / 12, 6 / 4, 6 / 8, 6 / 4))
+
+
+def test_a_balanced_run_records_its_weights_and_reloads(tiny_tsv, tmp_path):
+    train(tiny_config(tiny_tsv, class_weights="balanced", epochs=1), tmp_path / "run", progress=False)
+    shape = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert len(shape["class_weights"]) == shape["num_classes"] and min(shape["class_weights"]) > 0
+    assert load_run(tmp_path / "run").model.cfg.class_weights == shape["class_weights"]
