@@ -4,6 +4,9 @@ encoder, then classifiers fine-tuned from them on ChnSentiCorp and EWECT, beside
     python benchmarks/pretrain_bench.py corpus                       # build zh-pretrain, report its size
     python benchmarks/pretrain_bench.py word2vec --algo skipgram     # word vectors of the jieba words
     python benchmarks/pretrain_bench.py baselines                    # TF-IDF + LinearSVC / LogisticRegression
+    python benchmarks/pretrain_bench.py recipe configs/pretrain-mlm.yaml        # a committed recipe into runs/NAME
+    python benchmarks/pretrain_bench.py recipe configs/chnsenticorp-mlm.yaml    # ... its fine-tuning (init_from runs/...)
+    python benchmarks/pretrain_bench.py report --routes LABEL=RUN[:PRETRAINING+...] ...
 
 Every step writes under --work (default runs/pretrain) and appends one JSON line per figure to
 <work>/results.jsonl with its CPU seconds (process time, so other load on the machine does not count).
