@@ -7,8 +7,9 @@ Encoders: `bow` (masked mean of the embeddings, then a hidden layer; with `ngram
 the tokens are embedded and averaged too, as in fastText), `textcnn` (convolutions of several widths, max over
 time), `rnn` / `lstm` / `gru` (bidirectional; the outputs pooled by `pooling`: masked max over time, mean, or
 ULMFiT's concat of the last states, max and mean, then BatchNorm as in ULMFiT's head: the pooled features of a
-pre-trained LM are far from centred, and Adam's equal-size steps on all of them would swing the logits), `transformer` (a BERT-style
-encoder with its own embeddings, masked mean of the last hidden states; from scratch or from a pretrained folder).
+pre-trained LM are far from centred, and Adam's equal-size steps on all of them would swing the logits),
+`transformer` (a BERT-style encoder with its own embeddings, masked mean of the last hidden states; from scratch or
+from a pretrained folder).
 """
 
 from __future__ import annotations
