@@ -215,7 +215,8 @@ def report(args: argparse.Namespace) -> None:
     corpus = latest(rows, step="corpus")
     pretraining = {"word2vec": latest(rows, step="word2vec"), "word2vec-gensim": latest(rows, step="word2vec-gensim"),
                    "lm-forward": latest(rows, step="lm", direction="forward"),
-                   "lm-backward": latest(rows, step="lm", direction="backward"), "mlm": latest(rows, step="mlm")}
+                   "lm-backward": latest(rows, step="lm", direction="backward"),
+                   **{r["name"]: latest(rows, step="pretrain", name=r["name"]) for r in rows if r["step"] == "pretrain"}}
     table = []
     for spec in args.routes:
         label, _, rest = spec.partition("=")

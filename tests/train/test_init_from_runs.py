@@ -110,8 +110,9 @@ def test_init_from_a_run_of_the_wrong_kind_exits_2(data, runs, tmp_path, capsys)
 def test_committed_pretraining_recipes_read_and_follow_the_convention():
     configs = Path(__file__).parents[2] / "configs"
     pretraining = {p.stem: load_config(p, {}) for p in configs.glob("pretrain-*.yaml")}
-    assert {"pretrain-word2vec", "pretrain-lm-forward", "pretrain-lm-backward"} <= set(pretraining)
+    assert {"pretrain-word2vec", "pretrain-lm-forward", "pretrain-lm-backward", "pretrain-mlm"} <= set(pretraining)
     assert pretraining["pretrain-lm-backward"].reverse and pretraining["pretrain-word2vec"].task == "word2vec"
-    for name in ("chnsenticorp-word2vec", "ewect-word2vec", "chnsenticorp-ulmfit"):
+    for name in ("chnsenticorp-word2vec", "ewect-word2vec", "chnsenticorp-ulmfit", "ewect-ulmfit", "chnsenticorp-mlm",
+                 "ewect-mlm"):
         cfg = load_config(configs / f"{name}.yaml", {})
         assert all(part.removeprefix("runs/") in pretraining for part in cfg.init_from.split(","))
