@@ -2,7 +2,8 @@
 
     word2vec run         its vectors.txt seeds the embedding rows of the tokens it knows (any tokenizer)
     lm run               a recurrent LM gives the embedding and the forward direction of the first layer;
-    FORWARD,BACKWARD     with a second LM run trained with --reverse, the backward direction too (ULMFiT)
+    FORWARD,BACKWARD     with a second LM run trained with --reverse, the backward direction too (ULMFiT); the
+                         embedding is then both LMs' side by side (embed_dim = the sum of theirs)
     mlm run              the masked LM's encoder is the transformer classifier's encoder
 
 LM and MLM runs bring their tokenizer (`run_tokenizer_dir`); the classifier's sizes must equal the run's.
