@@ -22,11 +22,11 @@ from nlplab.optim.ulmfit import discriminative_groups, unfreeze_top
 from nlplab.runtime import forward_batches
 from nlplab.text import Tokenizer
 from nlplab.text.base import PAD
-from nlplab.train.config import TrainConfig, names_runs
+from nlplab.train.config import TrainConfig
 from nlplab.train.metrics import classification_report
 from nlplab.train.pretrained import masked_lm_encoder, start_from_runs
 from nlplab.train.trainer import Task, task_tokenizer
-from nlplab.train.weights import check_positions, encoder_run, load_backbone, pretrained_model
+from nlplab.train.weights import check_positions, load_backbone, pretrained_model, pretraining_runs
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Iterable[str], window_size: int) -> tuple[list[list[int]], list[bool]]:
@@ -104,7 +104,7 @@ class ClassifyTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, device: torch.device) -> None:
         super().__init__(cfg, run_dir, resume, device)
         self.metric = cfg.metric
-        from_runs = cfg.init_from is not None and names_runs(cfg.init_from) and not encoder_run(cfg.init_from)
+        from_runs = pretraining_runs(cfg.init_from)
         if cfg.init_from is not None and not from_runs and cfg.model != "transformer":
             raise ConfigError(f"init_from {cfg.init_from}: not an nlplab run (no config.yaml), and a pretrained encoder "
                               "folder needs model: transformer; train the pre-training run first")

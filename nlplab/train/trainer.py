@@ -48,10 +48,10 @@ from nlplab.optim import (
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, run_json, save_state
-from nlplab.train.config import TrainConfig, load_config, names_runs
+from nlplab.train.config import TrainConfig, load_config
 from nlplab.train.curves import plot_history
 from nlplab.train.pretrained import run_tokenizer_dir
-from nlplab.train.weights import adapt, encoder_run, parameter_info, save_trained, trained_part
+from nlplab.train.weights import adapt, parameter_info, pretraining_runs, save_trained, trained_part
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -178,8 +178,7 @@ def task_tokenizer(cfg: TrainConfig, run_dir: Path, resume: bool, texts: Iterabl
     given; a classifier starting from word vectors trains its own)."""
     if resume and (run_dir / "tokenizer").is_dir():
         return load_tokenizer(run_dir / "tokenizer")
-    from_runs = cfg.init_from is not None and names_runs(cfg.init_from) and not encoder_run(cfg.init_from)
-    if cfg.task == "classify" and from_runs:
+    if cfg.task == "classify" and pretraining_runs(cfg.init_from):
         if (pretrained := run_tokenizer_dir(cfg.init_from)) is not None:
             return load_tokenizer(pretrained)
     elif cfg.init_from is not None:

@@ -43,7 +43,7 @@ from nlplab.peft import (
 from nlplab.peft.layout import find_backbones, single_backbone
 from nlplab.peft.model import write_tensors
 from nlplab.train.checkpoint import WEIGHTS, load_weights, run_json, save_weights
-from nlplab.train.config import TrainConfig, load_config
+from nlplab.train.config import TrainConfig, load_config, names_runs
 
 ADAPTER = "adapter"
 BASE = "base.safetensors"
@@ -64,6 +64,12 @@ def encoder_run(init_from: str) -> bool:
     """Whether `init_from` names one nlplab run whose trained encoder a model can start from (a classify or match
     run; `nlplab.train.pretrained` takes the pre-training runs)."""
     return is_run(init_from) and load_config(Path(init_from) / "config.yaml", {}).task in RUN_ENCODERS
+
+
+def pretraining_runs(init_from: str | None) -> bool:
+    """Whether `init_from` names nlplab pre-training runs (word2vec, lm, mlm: `nlplab.train.pretrained`'s routes)
+    rather than an encoder to start from."""
+    return init_from is not None and names_runs(init_from) and not encoder_run(init_from)
 
 
 def pretrained_model(init_from: str, kind: type[BertEncoder] | type[GPT]) -> BertEncoder | GPT:
