@@ -121,6 +121,8 @@ class TextClassifier(nn.Module):
         self.dropout = Dropout(cfg.dropout, impl=cfg.impl)
         self.embed_dropout = Dropout(cfg.dropout if cfg.embed_dropout is None else cfg.embed_dropout, impl=cfg.impl)
         self.head = Linear(out_dim, cfg.num_classes, impl=cfg.impl)
+        weights = None if cfg.class_weights is None else torch.tensor(cfg.class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", weights, persistent=False)
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B,T), mask (B,T) True on real tokens, lengths (B,) -> sentence vectors (B, D)."""
@@ -173,5 +175,5 @@ class TextClassifier(nn.Module):
             return None, logits
         loss_fn = F.cross_entropy if self.cfg.impl == "fused" else cross_entropy
         logits32 = at_least_float32(logits)
-        weight = None if self.cfg.class_weights is None else logits32.new_tensor(self.cfg.class_weights)
+        weight = None if self.class_weight is None else self.class_weight.to(logits32.dtype)
         return loss_fn(logits32, labels, weight=weight), logits

@@ -45,6 +45,7 @@ from nlplab.optim import (
     l1_penalty,
     l2_penalty,
 )
+from nlplab.peft import parameter_counts
 from nlplab.runtime import autocast, compile_model, compile_seconds, resolve_device, to_device
 from nlplab.text import Tokenizer, build_tokenizer, load_tokenizer
 from nlplab.train.checkpoint import load_state, run_json, save_state
@@ -266,11 +267,11 @@ def save_metrics(task: Task, best_epoch: int | None, epochs_run: int, train_seco
     to metrics.json and returned; `compiling_seconds`, the part of train_seconds spent compiling (with --compile), as
     compile_seconds when given."""
     compiling = {} if compiling_seconds is None else {"compile_seconds": compiling_seconds}
-    counts = parameter_info(task.model)
+    trainable, total = parameter_counts(task.model)
     metrics = {"data": task.cfg.data, **task.describe(), "best_epoch": best_epoch, "epochs_run": epochs_run,
                "train_seconds": train_seconds, **compiling, "budget_spent": budget_spent, **task.final_metrics()}
-    if counts["total"]:
-        metrics["parameters"] = {k: counts[k] for k in ("trainable", "total")}
+    if total:
+        metrics["parameters"] = {"trainable": trainable, "total": total}
     atomic_write_text(task.run_dir / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
     return metrics
 
