@@ -132,43 +132,45 @@ def gensim_word2vec(args: argparse.Namespace) -> None:
                        "neighbours": {w: theirs.most_similar(w, 5) for w in PROBES if w in theirs}})
 
 
-def recipe(args: argparse.Namespace) -> None:
-    """Train a committed recipe (configs/NAME.yaml, with --set overrides) through nlplab train into runs/NAME (the
-    README's convention, so fine-tuning recipes find their pre-training run), and record its figures and CPU time."""
-    values = flatten(read_yaml(args.config), str(args.config))
-    values.update({"device": "cpu", "threads": 1, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
-    cfg = TrainConfig.from_dict(values, source=str(args.config))
-    name = args.name or args.config.stem
-    out = ROOT / "runs" / name
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs (YAML values) over the benchmark's own settings: the CPU, one thread."""
+    return {"device": "cpu", "threads": 1, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in pairs)}}
+
+
+def train_recorded(work: Path, cfg: TrainConfig, out: Path, row: dict[str, Any]) -> None:
+    """Train `cfg` into `out` and record `row` with the run's figures (dev accuracy and macro-F1 of a classifier, dev
+    loss and perplexity of a pre-training task), its epochs and its CPU seconds."""
     start = time.process_time()
     metrics = train(cfg, out, overwrite=True, progress=False)
     dev = metrics["dev"]
     figures = ({"dev_accuracy": dev["accuracy"], "dev_macro_f1": dev["macro_f1"]} if cfg.task == "classify"
                else {"dev_loss": dev["loss"], "dev_ppl": dev.get("ppl")})
-    record(args.work, {"step": "classify" if cfg.task == "classify" else "pretrain", "name": name, "data": cfg.data,
-                       "recipe": str(args.config), "run": str(out), "init_note": metrics.get("init"), "config": cfg.to_dict(),
-                       **figures, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-                       "budget_spent": metrics["budget_spent"], "cpu_seconds": time.process_time() - start})
+    record(work, {"step": "classify" if cfg.task == "classify" else "pretrain", **row, "data": cfg.data,
+                  "init_note": metrics.get("init", "random"), "config": cfg.to_dict(), **figures,
+                  "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                  "budget_spent": metrics["budget_spent"], "cpu_seconds": time.process_time() - start})
+
+
+def recipe(args: argparse.Namespace) -> None:
+    """Train a committed recipe (configs/NAME.yaml, with --set overrides) through nlplab train into runs/NAME (the
+    README's convention, so fine-tuning recipes find their pre-training run), and record its figures and CPU time."""
+    values = {**flatten(read_yaml(args.config), str(args.config)), **overrides(args.set)}
+    name = args.name or args.config.stem
+    out = ROOT / "runs" / name
+    train_recorded(args.work, TrainConfig.from_dict(values, source=str(args.config)), out,
+                   {"name": name, "recipe": str(args.config), "run": str(out)})
 
 
 def classify(args: argparse.Namespace) -> None:
     """Fine-tune a classifier on --data from configs/<data>.yaml with --set overrides, through nlplab train: --init
     RUN[,RUN] is its init_from (a word2vec, lm or mlm run), --discriminative and --unfreeze its ULMFiT options."""
-    values = {k.replace("-", "_"): v for k, v in read_yaml(ROOT / "configs" / f"{args.data}.yaml").items()}
-    values.update({"device": "cpu", "threads": 1, **{k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
+    path = ROOT / "configs" / f"{args.data}.yaml"
+    values = {**flatten(read_yaml(path), str(path)), **overrides(args.set),
+              "discriminative_lr": args.discriminative, "gradual_unfreeze": args.unfreeze}
     if args.init != "none":
         values["init_from"] = args.init
-    values.update(discriminative_lr=args.discriminative, gradual_unfreeze=args.unfreeze)
-    cfg = TrainConfig.from_dict(values, source="pretrain_bench classify")
-    out = args.work / "classify" / args.name
-    start = time.process_time()
-    metrics = train(cfg, out, overwrite=True, progress=False)
-    record(args.work, {"step": "classify", "name": args.name, "data": args.data, "init": args.init,
-                       "init_note": metrics.get("init", "random"), "discriminative": args.discriminative,
-                       "unfreeze": args.unfreeze, "config": cfg.to_dict(), "dev_accuracy": metrics["dev"]["accuracy"],
-                       "dev_macro_f1": metrics["dev"]["macro_f1"], "best_epoch": metrics["best_epoch"],
-                       "epochs_run": metrics["epochs_run"], "budget_spent": metrics["budget_spent"],
-                       "cpu_seconds": time.process_time() - start})
+    train_recorded(args.work, TrainConfig.from_dict(values, source=str(path)), args.work / "classify" / args.name,
+                   {"name": args.name, "init": args.init, "discriminative": args.discriminative, "unfreeze": args.unfreeze})
 
 
 def baselines(args: argparse.Namespace) -> None:
